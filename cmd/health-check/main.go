@@ -1,0 +1,4 @@
+// Command health-check is a placeholder until the probe lands.
+package main
+
+func main() {}
