@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/health-check-proxy/health-check-proxy/probe"
+)
+
+// envPrefix starts the environment variable of every flag: -statusPort is HEALTH_CHECK_STATUS_PORT.
+const envPrefix = "HEALTH_CHECK_"
+
+var errHelp = errors.New("help requested")
+
+// options are the parsed command line: the probe's config and the command's own switches.
+type options struct {
+	config       probe.Config
+	verbose      bool
+	printVersion bool
+}
+
+// headerList collects repeated -header flags.
+type headerList []string
+
+func (h *headerList) String() string { return strings.Join(*h, ", ") }
+func (h *headerList) Set(v string) error {
+	*h = append(*h, v)
+	return nil
+}
+
+// flagSet declares every flag in one place; help, environment and parsing all read it.
+type flagSet struct {
+	*flag.FlagSet
+	url, scheme, host, statusPort, path       string
+	method, expectStatus, expectBody, service string
+	headers                                   headerList
+	tls                                       probe.TLSFiles
+	unixSocket                                string
+	timeout, retryDelay                       time.Duration
+	retries                                   int
+	verbose, printVersion                     bool
+}
+
+func newFlagSet() *flagSet {
+	f := &flagSet{FlagSet: flag.NewFlagSet("health-check", flag.ContinueOnError)}
+	f.SetOutput(io.Discard) // errors become one line of ours; -h is written by writeHelp
+	f.StringVar(&f.url, "url", "", "target `URL` (or give it as the argument): http, https, grpc, grpcs, tcp or tls")
+	f.StringVar(&f.scheme, "scheme", "http", "without a URL: the target's `scheme`")
+	f.StringVar(&f.host, "host", "localhost", "without a URL: the target's `host`")
+	f.StringVar(&f.statusPort, "statusPort", "", "without a URL: the target's `port`")
+	f.StringVar(&f.path, "path", "", "without a URL: the target's `path`, with or without a leading /")
+	f.StringVar(&f.method, "method", http.MethodGet, "HTTP `method`: GET or HEAD")
+	f.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
+	f.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
+	f.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
+	f.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
+	f.StringVar(&f.tls.CACert, "cacert", "", "PEM `file` of CA certificates that verify the server (default: the system's)")
+	f.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
+	f.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
+	f.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
+	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (prints a warning)")
+	f.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer the hybrid post-quantum key exchange X25519MLKEM768 (Go's default; costs about 2x the CPU per check)")
+	f.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
+	f.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
+	f.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
+	f.DurationVar(&f.retryDelay, "retry-delay", probe.DefaultRetryDelay, "pause between attempts")
+	f.BoolVar(&f.verbose, "v", false, "print each phase with its timing, the TLS session and the answer")
+	f.BoolVar(&f.printVersion, "version", false, "print the version and exit")
+	return f
+}
+
+// envName is the environment variable of a flag: "statusPort" → HEALTH_CHECK_STATUS_PORT,
+// "expect-status" → HEALTH_CHECK_EXPECT_STATUS.
+func envName(flagName string) string {
+	var b strings.Builder
+	b.WriteString(envPrefix)
+	for i, r := range flagName {
+		switch {
+		case r == '-':
+			b.WriteByte('_')
+		case unicode.IsUpper(r) && i > 0:
+			b.WriteByte('_')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
+}
+
+// noEnv are the flags that only make sense typed by a person.
+var noEnv = map[string]bool{"version": true}
+
+// parseOptions reads the command line, then the environment for every flag the command line left
+// unset, and builds the probe's config. It does no I/O beyond getenv.
+func parseOptions(args []string, getenv func(string) string) (*options, error) {
+	f := newFlagSet()
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var envErr error
+	f.VisitAll(func(fl *flag.Flag) {
+		name := envName(fl.Name)
+		value := getenv(name)
+		if set[fl.Name] || noEnv[fl.Name] || value == "" || envErr != nil {
+			return
+		}
+		values := []string{value}
+		if fl.Name == "header" {
+			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one header a line
+		}
+		for _, v := range values {
+			if err := f.Set(fl.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s: %v", value, name, err)
+				return
+			}
+		}
+		set[fl.Name] = true
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+
+	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
+	if opts.printVersion {
+		return opts, nil
+	}
+	target, err := f.target(set)
+	if err != nil {
+		return nil, err
+	}
+	expect, err := probe.ParseStatusSet(f.expectStatus)
+	if err != nil {
+		return nil, err
+	}
+	config := probe.Config{
+		Target:       target,
+		UnixSocket:   f.unixSocket,
+		Method:       strings.ToUpper(f.method),
+		ExpectStatus: expect,
+		ExpectBody:   f.expectBody,
+		GRPCService:  f.service,
+		TLS:          f.tls,
+		Timeout:      f.timeout,
+		Retries:      f.retries,
+		RetryDelay:   f.retryDelay,
+	}
+	for _, line := range f.headers {
+		name, value, err := probe.ParseHeader(line)
+		if err != nil {
+			return nil, err
+		}
+		if name == "Host" {
+			config.Host = value
+			continue
+		}
+		if config.Header == nil {
+			config.Header = http.Header{}
+		}
+		config.Header.Add(name, value)
+	}
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	opts.config = config
+	return opts, nil
+}
+
+// legacyFlags build the target when no URL is given, as in the original tool.
+var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
+
+func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
+	rawURL := f.url
+	switch f.NArg() {
+	case 0:
+	case 1:
+		if set["url"] && f.url != f.Arg(0) {
+			return nil, fmt.Errorf("two targets: -url %s and %s", f.url, f.Arg(0))
+		}
+		rawURL = f.Arg(0)
+	default:
+		return nil, fmt.Errorf("one target URL at most, got %d arguments", f.NArg())
+	}
+	if rawURL == "" {
+		return probe.LegacyTarget(f.scheme, f.host, f.statusPort, f.path)
+	}
+	for _, name := range legacyFlags {
+		if set[name] {
+			return nil, fmt.Errorf("-%s builds a URL: give either it or a URL, not both", name)
+		}
+	}
+	return probe.ParseTarget(rawURL)
+}

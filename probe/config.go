@@ -1,0 +1,294 @@
+package probe
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the health-check command, kept here so that the command, its help and the tests agree.
+const (
+	// DefaultTimeout bounds a whole run. The kubelet's default timeoutSeconds is 1: a run that ends in
+	// 800 ms leaves time to start the process and print the failure line before that second is up.
+	DefaultTimeout = 800 * time.Millisecond
+	// DefaultRetries is the original tool's -retry default: one retry after the first attempt.
+	DefaultRetries = 1
+	// DefaultRetryDelay is short: probes run every few seconds, and a retry is for a blip.
+	DefaultRetryDelay = 100 * time.Millisecond
+	// DefaultExpectStatus is the kubelet's rule for httpGet probes.
+	DefaultExpectStatus = "200-399"
+)
+
+// Config is one check: what to check, how, and within which time.
+type Config struct {
+	// Target is the endpoint; its scheme picks the checker (see Schemes).
+	Target *url.URL
+	// UnixSocket, when set, is dialled instead of the target's host and port.
+	UnixSocket string
+
+	// HTTP only.
+	Method       string      // GET or HEAD
+	Header       http.Header // extra request headers
+	Host         string      // Host header; empty means the target's host
+	ExpectStatus StatusSet
+	ExpectBody   string
+
+	// GRPCService is the service name sent in grpc.health.v1.HealthCheckRequest ("" is the server).
+	GRPCService string
+
+	TLS TLSFiles
+
+	Timeout    time.Duration // the whole run, all attempts included
+	Retries    int           // attempts after the first
+	RetryDelay time.Duration
+	UserAgent  string
+}
+
+// Schemes are the target schemes, each with the checker it selects.
+var Schemes = []string{"http", "https", "grpc", "grpcs", "tcp", "tls"}
+
+// usesTLS reports whether a scheme speaks TLS.
+func usesTLS(scheme string) bool {
+	return scheme == "https" || scheme == "grpcs" || scheme == "tls"
+}
+
+func isHTTP(scheme string) bool { return scheme == "http" || scheme == "https" }
+func isGRPC(scheme string) bool { return scheme == "grpc" || scheme == "grpcs" }
+
+// ParseTarget parses and checks a target URL: a known scheme, a host, and for tcp:// and tls:// a
+// port and nothing after it.
+func ParseTarget(raw string) (*url.URL, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, usageErrorf("empty URL")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, usageErrorf("bad URL %q: %v", raw, unwrapURLError(err))
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme == "" {
+		return nil, usageErrorf("bad URL %q: no scheme (want one of %s)", raw, strings.Join(Schemes, ", "))
+	}
+	if !isKnownScheme(u.Scheme) {
+		return nil, usageErrorf("bad URL %q: unknown scheme %q (want one of %s)", raw, u.Scheme, strings.Join(Schemes, ", "))
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return nil, usageErrorf("bad URL %q: no host", raw)
+	}
+	if u.User != nil {
+		return nil, usageErrorf("bad URL %q: user information is not supported (use -header 'Authorization: ...')", raw)
+	}
+	if port := u.Port(); port != "" {
+		if _, err := parsePort(port); err != nil {
+			return nil, usageErrorf("bad URL %q: %v", raw, err)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, usageErrorf("bad URL %q: empty port", raw)
+	}
+	switch u.Scheme {
+	case "tcp", "tls":
+		if u.Port() == "" {
+			return nil, usageErrorf("bad URL %q: %s:// needs a port", raw, u.Scheme)
+		}
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, usageErrorf("bad URL %q: %s:// takes only host and port", raw, u.Scheme)
+		}
+	case "grpc", "grpcs":
+		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, usageErrorf("bad URL %q: %s:// takes only host and port (the service is -service)", raw, u.Scheme)
+		}
+	}
+	return u, nil
+}
+
+// LegacyTarget builds the target from the original tool's flags: -scheme, -host, -statusPort and
+// -path (with or without a leading slash).
+func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
+	scheme = strings.ToLower(scheme)
+	if !isKnownScheme(scheme) {
+		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, strings.Join(Schemes, ", "))
+	}
+	if host == "" {
+		return nil, usageErrorf("empty -host")
+	}
+	if strings.ContainsAny(host, "/?#@ ") {
+		return nil, usageErrorf("bad -host %q", host)
+	}
+	if port == "" {
+		return nil, usageErrorf("no target: give a URL, or -statusPort (with -host, -path, -scheme)")
+	}
+	if _, err := parsePort(port); err != nil {
+		return nil, usageErrorf("bad -statusPort: %v", err)
+	}
+	raw := scheme + "://" + net.JoinHostPort(strings.Trim(host, "[]"), port)
+	if path != "" && (isHTTP(scheme)) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		raw += path
+	} else if path != "" {
+		return nil, usageErrorf("-path applies to http and https, not %s", scheme)
+	}
+	return ParseTarget(raw)
+}
+
+func isKnownScheme(scheme string) bool {
+	for _, s := range Schemes {
+		if s == scheme {
+			return true
+		}
+	}
+	return false
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
+	}
+	return n, nil
+}
+
+// unwrapURLError drops url.Error's repetition of the whole URL.
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// address is the host:port to dial, with the scheme's default port.
+func address(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	switch u.Scheme {
+	case "https", "grpcs":
+		return net.JoinHostPort(u.Hostname(), "443")
+	default:
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+}
+
+// StatusSet is a set of HTTP status codes, written as a list of codes and ranges: "200,204,300-399".
+type StatusSet []statusRange
+
+type statusRange struct{ lo, hi int }
+
+// ParseStatusSet parses "200,204,300-399". Codes are 100 to 599.
+func ParseStatusSet(s string) (StatusSet, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, usageErrorf("empty -expect-status")
+	}
+	var set StatusSet
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		loText, hiText, isRange := strings.Cut(part, "-")
+		lo, err := parseStatus(loText)
+		if err != nil {
+			return nil, usageErrorf("bad -expect-status %q: %v", s, err)
+		}
+		hi := lo
+		if isRange {
+			if hi, err = parseStatus(hiText); err != nil {
+				return nil, usageErrorf("bad -expect-status %q: %v", s, err)
+			}
+			if hi < lo {
+				return nil, usageErrorf("bad -expect-status %q: range %d-%d is backwards", s, lo, hi)
+			}
+		}
+		set = append(set, statusRange{lo, hi})
+	}
+	return set, nil
+}
+
+func parseStatus(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.Atoi(s)
+	if err != nil || len(s) != 3 || n < 100 || n > 599 {
+		return 0, fmt.Errorf("%q is not a status code from 100 to 599", s)
+	}
+	return n, nil
+}
+
+// Contains reports whether code is in the set.
+func (set StatusSet) Contains(code int) bool {
+	for _, r := range set {
+		if code >= r.lo && code <= r.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// String writes the set back in its flag syntax.
+func (set StatusSet) String() string {
+	parts := make([]string, len(set))
+	for i, r := range set {
+		if r.lo == r.hi {
+			parts[i] = strconv.Itoa(r.lo)
+		} else {
+			parts[i] = fmt.Sprintf("%d-%d", r.lo, r.hi)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// ParseHeader parses one "Name: value" header line.
+func ParseHeader(line string) (name, value string, err error) {
+	name, value, ok := strings.Cut(line, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") {
+		return "", "", usageErrorf("bad -header %q: want 'Name: value'", line)
+	}
+	value = strings.TrimSpace(value)
+	if strings.ContainsAny(value, "\r\n\x00") {
+		return "", "", usageErrorf("bad -header %q: control characters in value", line)
+	}
+	return http.CanonicalHeaderKey(name), value, nil
+}
+
+// Validate checks that the options fit the target's scheme and each other, before any I/O.
+func (c *Config) Validate() error {
+	if c.Target == nil {
+		return usageErrorf("no target")
+	}
+	scheme := c.Target.Scheme
+	if c.Timeout <= 0 {
+		return usageErrorf("-timeout must be positive")
+	}
+	if c.Retries < 0 {
+		return usageErrorf("-retry must be 0 or more")
+	}
+	if c.RetryDelay < 0 {
+		return usageErrorf("-retry-delay must be 0 or more")
+	}
+	if !isHTTP(scheme) {
+		switch {
+		case c.Method != "" && c.Method != http.MethodGet:
+			return usageErrorf("-method applies to http and https, not %s", scheme)
+		case len(c.Header) > 0 || c.Host != "":
+			return usageErrorf("-header applies to http and https, not %s", scheme)
+		case c.ExpectBody != "":
+			return usageErrorf("-expect-body applies to http and https, not %s", scheme)
+		case c.ExpectStatus != nil && c.ExpectStatus.String() != DefaultExpectStatus:
+			return usageErrorf("-expect-status applies to http and https, not %s", scheme)
+		}
+	}
+	if c.Method != "" && c.Method != http.MethodGet && c.Method != http.MethodHead {
+		return usageErrorf("bad -method %q: want GET or HEAD", c.Method)
+	}
+	if c.GRPCService != "" && !isGRPC(scheme) {
+		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
+	}
+	if !usesTLS(scheme) {
+		if flag := c.TLS.firstSet(); flag != "" {
+			return usageErrorf("%s needs a TLS scheme (https, grpcs or tls), not %s", flag, scheme)
+		}
+	}
+	return c.TLS.validate()
+}

@@ -1,0 +1,363 @@
+package probe
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+)
+
+// healthHandler answers /healthz with "ok", /fail with 503 and a body, and echoes what the probe sent.
+func healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok: all good")
+	})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "database down\n")
+	})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/teapot", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "method=%s host=%s ua=%s x=%s", r.Method, r.Host, r.UserAgent(), r.Header.Get("X-Probe"))
+	})
+	mux.HandleFunc("/only-head", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodHead {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/healthz", http.StatusFound)
+	})
+	mux.HandleFunc("/redirect-to-fail", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/fail", http.StatusFound)
+	})
+	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/loop", http.StatusFound)
+	})
+	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 1024 { // 64 MiB, far more than we read
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/control", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, "\x1b[31mred\x1b[0m\r\nSet-Cookie: evil\x00")
+	})
+	return mux
+}
+
+func TestHTTPChecks(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	srv := startMTLS(t, p, healthHandler())
+	plain := httptest.NewServer(healthHandler())
+	t.Cleanup(plain.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	_, port, _ := net.SplitHostPort(host)
+
+	tests := []struct {
+		name      string
+		url       string
+		configure func(c *Config)
+		want      Result
+		inLine    []string
+		notInLine []string
+	}{
+		{name: "mTLS healthy", url: srv.URL + "/healthz", want: Healthy, inLine: []string{"200 OK"}},
+		{name: "mTLS by localhost name", url: "https://localhost:" + port + "/healthz", want: Healthy},
+		{name: "mTLS by IPv4 SAN", url: "https://127.0.0.1:" + port + "/healthz", want: Healthy},
+		{name: "plain http healthy", url: plain.URL + "/healthz", want: Healthy},
+		{name: "503 is unhealthy and quotes the body", url: srv.URL + "/fail", want: Unhealthy,
+			inLine: []string{"unhealthy: GET https://127.0.0.1:", "/fail: 503 Service Unavailable", `"database down"`}},
+		{name: "204 is healthy by default", url: srv.URL + "/nocontent", want: Healthy},
+		{name: "418 is unhealthy by default", url: srv.URL + "/teapot", want: Unhealthy, inLine: []string{"418", "want 200-399"}},
+		{name: "expect-status accepts 418", url: srv.URL + "/teapot", want: Healthy,
+			configure: func(c *Config) { c.ExpectStatus, _ = ParseStatusSet("200,418") }},
+		{name: "expect-status 200 rejects 204", url: srv.URL + "/nocontent", want: Unhealthy,
+			configure: func(c *Config) { c.ExpectStatus, _ = ParseStatusSet("200") }},
+		{name: "expect-body found", url: srv.URL + "/healthz", want: Healthy,
+			configure: func(c *Config) { c.ExpectBody = "all good" }},
+		{name: "expect-body missing", url: srv.URL + "/healthz", want: Unhealthy,
+			configure: func(c *Config) { c.ExpectBody = "ready" },
+			inLine:    []string{`body does not contain "ready"`, `"ok: all good"`}},
+		{name: "huge body is read only up to the limit", url: srv.URL + "/huge", want: Unhealthy,
+			configure: func(c *Config) { c.ExpectBody = "needle" }, inLine: []string{"does not contain"}},
+		{name: "HEAD method", url: srv.URL + "/only-head", want: Healthy,
+			configure: func(c *Config) { c.Method = http.MethodHead }},
+		{name: "GET where only HEAD works", url: srv.URL + "/only-head", want: Unhealthy, inLine: []string{"405"}},
+		{name: "headers, Host and User-Agent reach the server", url: srv.URL + "/echo", want: Healthy,
+			configure: func(c *Config) {
+				c.Header = http.Header{"X-Probe": {"yes"}}
+				c.Host = "app.example"
+				c.ExpectBody = "method=GET host=app.example ua=health-check/test x=yes"
+			}},
+		{name: "same-host redirect is followed", url: srv.URL + "/redirect", want: Healthy,
+			configure: func(c *Config) { c.ExpectBody = "all good" }},
+		{name: "same-host redirect to a failure", url: srv.URL + "/redirect-to-fail", want: Unhealthy,
+			inLine: []string{"503", "from https://127.0.0.1:" + port + "/fail"}},
+		{name: "redirect loop", url: srv.URL + "/loop", want: Unreachable, inLine: []string{"stopped after 10 redirects"}},
+		{name: "no client certificate", url: srv.URL + "/healthz", want: Unreachable,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }, inLine: []string{"certificate required"}},
+		{name: "client certificate from a foreign CA", url: srv.URL + "/healthz", want: Unreachable,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.foreignClientCert, p.foreignClientKey },
+			inLine:    []string{"unreachable:", "tls: "}},
+		{name: "server verified by the wrong CA", url: srv.URL + "/healthz", want: Unreachable,
+			configure: func(c *Config) { c.TLS.CACert = p.foreignCAFile }, inLine: []string{"certificate signed by unknown authority"}},
+		{name: "insecure skips verification", url: srv.URL + "/healthz", want: Healthy,
+			configure: func(c *Config) { c.TLS.CACert, c.TLS.Insecure = p.foreignCAFile, true }},
+		{name: "server name override that the certificate has", url: srv.URL + "/healthz", want: Healthy,
+			configure: func(c *Config) { c.TLS.ServerName = "api.internal" }},
+		{name: "server name override that the certificate lacks", url: srv.URL + "/healthz", want: Unreachable,
+			configure: func(c *Config) { c.TLS.ServerName = "other.internal" }, inLine: []string{"other.internal"}},
+		{name: "post-quantum key exchange", url: srv.URL + "/healthz", want: Healthy,
+			configure: func(c *Config) { c.TLS.PostQuantum = true }},
+		{name: "server control characters never reach the line", url: srv.URL + "/control", want: Unhealthy,
+			inLine: []string{"500"}, notInLine: []string{"\x1b", "\r", "\n", "\x00"}},
+		{name: "nothing listening", url: "https://" + closedPort(t) + "/healthz", want: Unreachable, inLine: []string{"connection refused"}},
+		{name: "plain http to a TLS server", url: "http://" + host + "/healthz", want: Unhealthy, inLine: []string{"400"},
+			configure: func(c *Config) { c.TLS = TLSFiles{} }},
+		{name: "unknown host", url: "https://no-such-host.invalid/healthz", want: Unreachable, inLine: []string{"no-such-host.invalid"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, tt.url)
+			if c.Target.Scheme == "https" {
+				c.TLS = p.clientFiles()
+			}
+			if tt.configure != nil {
+				tt.configure(c)
+			}
+			report := run(c)
+			line := report.Line()
+			assert.Equal(t, tt.want, report.Result, line)
+			for _, s := range tt.inLine {
+				assert.Contains(t, line, s)
+			}
+			for _, s := range tt.notInLine {
+				assert.NotContains(t, line, s)
+			}
+			assert.NotContains(t, line, "\n")
+			assert.LessOrEqual(t, len(line), maxLineBytes)
+		})
+	}
+}
+
+func TestHTTPRedirectToAnotherHostIsNotFollowed(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	var otherHostHits, certificatesSeen atomic.Int32
+	other := startMTLS(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		otherHostHits.Add(1)
+		certificatesSeen.Add(int32(len(r.TLS.PeerCertificates)))
+	}))
+	_, otherPort, _ := net.SplitHostPort(strings.TrimPrefix(other.URL, "https://"))
+	srv := startMTLS(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// localhost and 127.0.0.1 are one machine but two hosts: the probe must not follow.
+		http.Redirect(w, r, "https://localhost:"+otherPort+"/elsewhere", http.StatusFound)
+	}))
+
+	c := testConfig(t, srv.URL+"/healthz")
+	c.TLS = p.clientFiles()
+	report := run(c)
+	assert.Equal(t, Healthy, report.Result, "a 302 is in the default 200-399: %s", report.Line())
+	assert.Contains(t, report.Detail, "302")
+	assert.Zero(t, otherHostHits.Load(), "the other host must not be contacted")
+	assert.Zero(t, certificatesSeen.Load())
+
+	c.ExpectStatus, _ = ParseStatusSet("200")
+	report = run(c)
+	assert.Equal(t, Unhealthy, report.Result)
+	assert.Contains(t, report.Line(), "302 Found (want 200)")
+}
+
+func TestHTTPRetries(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+
+	t.Run("a retry turns a blip healthy", func(t *testing.T) {
+		hits.Store(0)
+		c := testConfig(t, srv.URL)
+		c.Retries = 1
+		report := run(c)
+		assert.Equal(t, Healthy, report.Result, report.Line())
+		assert.Equal(t, 2, report.Attempts)
+	})
+	t.Run("without retries the blip is reported", func(t *testing.T) {
+		hits.Store(0)
+		c := testConfig(t, srv.URL)
+		report := run(c)
+		assert.Equal(t, Unhealthy, report.Result)
+		assert.Equal(t, 1, report.Attempts)
+		assert.NotContains(t, report.Line(), "attempts")
+	})
+	t.Run("every attempt counts in the line", func(t *testing.T) {
+		c := testConfig(t, "http://"+closedPort(t))
+		c.Retries = 3
+		c.RetryDelay = time.Millisecond
+		report := run(c)
+		assert.Equal(t, Unreachable, report.Result)
+		assert.Equal(t, 4, report.Attempts)
+		assert.True(t, strings.HasSuffix(report.Line(), "after 4 attempts"), report.Line())
+	})
+	t.Run("retries stop when the timeout would run out", func(t *testing.T) {
+		c := testConfig(t, "http://"+closedPort(t))
+		c.Retries = 100
+		c.RetryDelay = 100 * time.Millisecond
+		c.Timeout = 350 * time.Millisecond
+		start := time.Now()
+		report := run(c)
+		assert.Less(t, time.Since(start), c.Timeout)
+		assert.Equal(t, 4, report.Attempts, "attempts at 0, 100, 200 and 300 ms")
+	})
+}
+
+func TestHTTPTimeouts(t *testing.T) {
+	trickle := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		for range 100 {
+			if _, err := w.Write([]byte("z")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(trickle.Close)
+	slowHeaders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slowHeaders.Close)
+
+	tests := []struct {
+		name string
+		url  string
+		body string
+	}{
+		{name: "black hole accepts and never answers", url: "http://" + blackHole(t) + "/healthz"},
+		{name: "black hole behind TLS never finishes the handshake", url: "https://" + blackHole(t) + "/healthz"},
+		{name: "headers never come", url: slowHeaders.URL},
+		{name: "body trickles", url: trickle.URL, body: "never"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, tt.url)
+			c.Timeout = 300 * time.Millisecond
+			c.Retries = 1
+			c.ExpectBody = tt.body
+			start := time.Now()
+			report := run(c)
+			elapsed := time.Since(start)
+			assert.Equal(t, Unreachable, report.Result, report.Line())
+			assert.Contains(t, report.Line(), "no answer within -timeout 300ms")
+			assert.GreaterOrEqual(t, elapsed, c.Timeout)
+			assert.Less(t, elapsed, c.Timeout+100*time.Millisecond, "the run must end at the timeout")
+		})
+	}
+}
+
+func TestHTTPOverUnixSocket(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "app.sock")
+	ln, err := net.Listen("unix", socket)
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(healthHandler())
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	c := testConfig(t, "http://localhost/healthz")
+	c.UnixSocket = socket
+	report := run(c)
+	assert.Equal(t, Healthy, report.Result, report.Line())
+
+	c = testConfig(t, "http://localhost/fail")
+	c.UnixSocket = socket
+	report = run(c)
+	assert.Equal(t, Unhealthy, report.Result)
+	assert.Contains(t, report.Line(), "GET http://localhost/fail via unix:"+socket+": 503")
+
+	c = testConfig(t, "http://localhost/healthz")
+	c.UnixSocket = filepath.Join(t.TempDir(), "missing.sock")
+	report = run(c)
+	assert.Equal(t, Unreachable, report.Result)
+	assert.Contains(t, report.Line(), "no such file or directory")
+}
+
+// TestCertificateRotation: the files are read at every run, so replacing them needs no restart.
+func TestCertificateRotation(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	srv := startMTLS(t, p, healthHandler())
+	c := testConfig(t, srv.URL+"/healthz")
+	c.TLS = p.clientFiles()
+	require.Equal(t, Healthy, run(c).Result)
+
+	// The mounted secret now holds a certificate the server does not trust...
+	copyFile(t, p.foreignClientCert, p.clientCert)
+	copyFile(t, p.foreignClientKey, p.clientKey)
+	assert.Equal(t, Unreachable, run(c).Result)
+
+	// ...and then a fresh one from the right CA.
+	fresh, err := p.ca.Client("client, rotated")
+	require.NoError(t, err)
+	_, _, err = fresh.WriteFiles(p.dir, "client")
+	require.NoError(t, err)
+	assert.Equal(t, Healthy, run(c).Result)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, data, 0o600))
+}
+
+// TestKeyExchange pins the deliberate trade-off: X25519 by default, Go's hybrid post-quantum
+// X25519MLKEM768 with -post-quantum. The -v line names the key exchange the server chose.
+func TestKeyExchange(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	srv := startMTLS(t, p, healthHandler())
+	for _, tt := range []struct {
+		name        string
+		postQuantum bool
+		want        string
+	}{
+		{name: "default is X25519", want: "TLS 1.3 TLS_AES_128_GCM_SHA256 X25519,"},
+		{name: "post-quantum restores Go's default", postQuantum: true, want: "X25519MLKEM768"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, srv.URL+"/healthz")
+			c.TLS = p.clientFiles()
+			c.TLS.PostQuantum = tt.postQuantum
+			var verbose bytes.Buffer
+			report := Run(t.Context(), c, &verbose)
+			require.Equal(t, Healthy, report.Result, report.Line())
+			assert.Contains(t, verbose.String(), tt.want)
+		})
+	}
+}

@@ -1,0 +1,105 @@
+// Package probe checks one health endpoint — HTTP(S), gRPC health, TCP or TLS, with client
+// certificates when the endpoint demands them — and says whether it is healthy, unhealthy or
+// unreachable. It is the library behind cmd/health-check: no flag parsing and no os.Exit here, so
+// every behaviour is testable without a process.
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Result is the verdict of a check, from best to worst.
+type Result int
+
+const (
+	// Healthy: the endpoint answered, and the answer is healthy.
+	Healthy Result = iota
+	// Unhealthy: the endpoint answered, and the answer is not healthy.
+	Unhealthy
+	// Unreachable: no answer — DNS, connect, TLS handshake or verification failed, or time ran out.
+	Unreachable
+	// Usage: the check could not be attempted because its configuration is wrong.
+	Usage
+)
+
+// Exit codes of the health-check command, one per Result. 2 is never used: Docker reserves it.
+const (
+	ExitHealthy     = 0
+	ExitUnhealthy   = 1
+	ExitUnreachable = 3
+	ExitUsage       = 64 // EX_USAGE from sysexits.h
+)
+
+// ExitCode is the process exit code that reports r.
+func (r Result) ExitCode() int {
+	switch r {
+	case Healthy:
+		return ExitHealthy
+	case Unhealthy:
+		return ExitUnhealthy
+	case Unreachable:
+		return ExitUnreachable
+	default:
+		return ExitUsage
+	}
+}
+
+// String is the word that starts the failure line.
+func (r Result) String() string {
+	switch r {
+	case Healthy:
+		return "healthy"
+	case Unhealthy:
+		return "unhealthy"
+	case Unreachable:
+		return "unreachable"
+	default:
+		return "usage"
+	}
+}
+
+// UsageError is a configuration the check cannot start with: a bad flag, URL or value, or a
+// certificate or key file that is missing, unreadable or does not match.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usageErrorf builds a UsageError the way fmt.Errorf builds an error.
+func usageErrorf(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// IsUsage reports whether err is (or wraps) a UsageError.
+func IsUsage(err error) bool {
+	var usage *UsageError
+	return errors.As(err, &usage)
+}
+
+// maxLineBytes bounds the one failure line. The kubelet keeps 10 KiB of an exec probe's output and
+// Docker 4 KiB of a health check's; a line a person reads in `kubectl describe` is far shorter.
+const maxLineBytes = 512
+
+// sanitize makes s safe and short enough for the one output line: control characters (from a server's
+// status text, body or error) become '?', invalid UTF-8 is replaced, and the result is cut at max bytes
+// on a rune boundary, marked with "…".
+func sanitize(s string, max int) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			r = '?'
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,211 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Report is what a run found: the verdict of its last attempt, why, and how long it took.
+type Report struct {
+	Result   Result
+	Checked  string // what was checked, e.g. "GET https://localhost:8443/healthz"
+	Detail   string // why it failed, or what the healthy answer was
+	Attempts int
+	Elapsed  time.Duration
+}
+
+// Line is the one line a person reads in `kubectl describe pod` or `docker inspect`, sanitized and
+// bounded: "unhealthy: GET https://localhost:8443/healthz: 503 Service Unavailable after 2 attempts".
+func (r Report) Line() string {
+	line := r.Result.String() + ": "
+	if r.Checked != "" {
+		line += r.Checked + ": "
+	}
+	line += r.Detail
+	if r.Attempts > 1 {
+		line += fmt.Sprintf(" after %d attempts", r.Attempts)
+	}
+	return sanitize(line, maxLineBytes)
+}
+
+// outcome is one attempt's verdict, as each checker returns it.
+type outcome struct {
+	result Result
+	detail string
+}
+
+func healthy(detail string) outcome { return outcome{Healthy, detail} }
+func unhealthy(format string, args ...any) outcome {
+	return outcome{Unhealthy, fmt.Sprintf(format, args...)}
+}
+func unreachable(err error) outcome { return outcome{Unreachable, errorText(err)} }
+
+// checker runs one attempt. It must return when ctx is done.
+type checker func(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome
+
+// logf prints a -v line; it is a no-op without -v.
+type logf func(format string, args ...any)
+
+// Run checks c.Target: up to 1+c.Retries attempts, all within c.Timeout. verbose, when not nil,
+// receives -v lines: phases with their timings, the TLS session, the answer.
+func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
+	start := time.Now()
+	report := Report{Checked: c.describe()}
+	finish := func(o outcome, attempts int) Report {
+		report.Result, report.Detail, report.Attempts = o.result, o.detail, attempts
+		report.Elapsed = time.Since(start)
+		return report
+	}
+	if err := c.Validate(); err != nil {
+		return finish(outcome{Usage, err.Error()}, 0)
+	}
+	log := func(string, ...any) {}
+	if verbose != nil {
+		log = func(format string, args ...any) {
+			fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
+		}
+	}
+	if c.TLS.Insecure {
+		fmt.Fprintln(os.Stderr, "warning: -insecure: the server's certificate is not verified")
+	}
+
+	var tlsConfig *tls.Config
+	if usesTLS(c.Target.Scheme) {
+		var err error
+		// Read the files at every run: a rotated certificate is used from the next run on.
+		if tlsConfig, err = c.TLS.Load(); err != nil {
+			return finish(outcome{Usage, err.Error()}, 0)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	check := c.checker()
+	var last outcome
+	attempts := 0
+	for attempts <= c.Retries {
+		attempts++
+		log("attempt %d: %s", attempts, report.Checked)
+		last = check(ctx, c, tlsConfig, log)
+		if last.result == Unreachable && ctx.Err() != nil {
+			last.detail = fmt.Sprintf("no answer within -timeout %s (%s)", c.Timeout, last.detail)
+		}
+		log("attempt %d: %s: %s", attempts, last.result, last.detail)
+		if last.result == Healthy || attempts > c.Retries || ctx.Err() != nil {
+			break
+		}
+		if !sleep(ctx, c.RetryDelay) {
+			break // the delay would outlast the timeout: report the attempt we have
+		}
+	}
+	return finish(last, attempts)
+}
+
+// sleep waits d unless ctx ends first; it reports whether the full delay passed with time to spare.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= d {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *Config) checker() checker {
+	switch c.Target.Scheme {
+	case "http", "https":
+		return checkHTTP
+	case "grpc", "grpcs":
+		return checkGRPC
+	case "tls":
+		return checkTLS
+	default:
+		return checkTCP
+	}
+}
+
+// describe says what a run checks, for the failure line.
+func (c *Config) describe() string {
+	if c.Target == nil {
+		return ""
+	}
+	via := ""
+	if c.UnixSocket != "" {
+		via = " via unix:" + c.UnixSocket
+	}
+	switch c.Target.Scheme {
+	case "http", "https":
+		method := c.Method
+		if method == "" {
+			method = "GET"
+		}
+		return method + " " + redacted(c.Target) + via
+	case "grpc", "grpcs":
+		return fmt.Sprintf("grpc.health.v1.Health/Check(%q) %s%s", c.GRPCService, redacted(c.Target), via)
+	default:
+		return redacted(c.Target) + via
+	}
+}
+
+// redacted prints a URL without its query, which may carry a token.
+func redacted(u *url.URL) string {
+	short := *u
+	if short.RawQuery != "" {
+		short.RawQuery = "…"
+	}
+	short.Fragment = ""
+	return short.String()
+}
+
+// soLingerSeconds mirrors the kubelet's probe dialer: a probe that runs every few seconds in every pod
+// must not leave a TIME_WAIT socket behind each time.
+const soLingerSeconds = 1
+
+// dial opens the connection of one attempt: the unix socket when one is configured, else TCP to addr.
+func dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
+	network := "tcp"
+	if c.UnixSocket != "" {
+		network, addr = "unix", c.UnixSocket
+	}
+	start := time.Now()
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(soLingerSeconds)
+	}
+	log("connected to %s %s in %s", network, conn.RemoteAddr(), since(start))
+	return conn, nil
+}
+
+func since(t time.Time) string {
+	return time.Since(t).Round(10 * time.Microsecond).String()
+}
+
+// errorText is an error's message for the failure line, without the repetition that net/http and
+// net wrap around it.
+func errorText(err error) string {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timed out"
+	}
+	return strings.TrimPrefix(err.Error(), "net/http: ")
+}
