@@ -95,7 +95,7 @@ func sanitize(s string, max int) string {
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
 			r = '?'
 		}
-		if b.Len()+utf8.RuneLen(r) > max {
+		if b.Len()+utf8.RuneLen(r) > max-len("…") {
 			b.WriteString("…")
 			break
 		}

@@ -73,10 +73,6 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 			fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
 		}
 	}
-	if c.TLS.Insecure {
-		fmt.Fprintln(os.Stderr, "warning: -insecure: the server's certificate is not verified")
-	}
-
 	var tlsConfig *tls.Config
 	if usesTLS(c.Target.Scheme) {
 		var err error

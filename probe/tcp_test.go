@@ -1,0 +1,99 @@
+package probe
+
+import (
+	"crypto/tls"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+)
+
+// startTLSListener accepts TLS connections with config and completes their handshakes, reading
+// until the client goes away.
+func startTLSListener(t *testing.T, config *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", config)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var buf [64]byte
+				for {
+					if _, err := conn.Read(buf[:]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestTCPAndTLSChecks(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	mTLS13 := startTLSListener(t, p.mTLSConfig(p.server))
+	mTLS12config := p.mTLSConfig(p.server)
+	mTLS12config.MaxVersion = tls.VersionTLS12
+	mTLS12 := startTLSListener(t, mTLS12config)
+	serverOnly := startTLSListener(t, &tls.Config{Certificates: []tls.Certificate{p.server.TLS}})
+	plainTCP := blackHole(t)
+	expired, err := p.ca.ExpiredServer("server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	expiredAddr := startTLSListener(t, &tls.Config{Certificates: []tls.Certificate{expired.TLS}})
+	_, mTLS13Port, _ := net.SplitHostPort(mTLS13)
+
+	tests := []struct {
+		name      string
+		url       string
+		configure func(c *Config)
+		want      Result
+		inLine    string
+	}{
+		{name: "tcp open", url: "tcp://" + plainTCP, want: Healthy},
+		{name: "tcp closed", url: "tcp://" + closedPort(t), want: Unreachable, inLine: "connection refused"},
+		{name: "tls with client certificate, TLS 1.3", url: "tls://" + mTLS13, want: Healthy},
+		{name: "tls with client certificate, TLS 1.2", url: "tls://" + mTLS12, want: Healthy},
+		{name: "tls by name", url: "tls://localhost:" + mTLS13Port, want: Healthy},
+		{name: "tls 1.3 server rejects a missing client certificate", url: "tls://" + mTLS13, want: Unreachable,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }, inLine: "certificate required"},
+		{name: "tls 1.3 server rejects a foreign client certificate", url: "tls://" + mTLS13, want: Unreachable,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.foreignClientCert, p.foreignClientKey },
+			inLine:    "server rejected the client certificate"},
+		{name: "tls 1.2 server rejects a missing client certificate", url: "tls://" + mTLS12, want: Unreachable,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }},
+		{name: "tls without client authentication", url: "tls://" + serverOnly, want: Healthy,
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }},
+		{name: "tls with the wrong CA", url: "tls://" + mTLS13, want: Unreachable,
+			configure: func(c *Config) { c.TLS.CACert = p.foreignCAFile }, inLine: "unknown authority"},
+		{name: "tls to an expired certificate", url: "tls://" + expiredAddr, want: Unreachable, inLine: "expired"},
+		{name: "tls to a plain TCP server that never answers", url: "tls://" + plainTCP, want: Unreachable,
+			configure: func(c *Config) { c.Timeout = 200 * time.Millisecond }, inLine: "no answer within -timeout 200ms"},
+		{name: "tls server name override", url: "tls://" + mTLS13, want: Healthy,
+			configure: func(c *Config) { c.TLS.ServerName = "api.internal" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, tt.url)
+			if c.Target.Scheme == "tls" {
+				c.TLS = p.clientFiles()
+			}
+			if tt.configure != nil {
+				tt.configure(c)
+			}
+			report := run(c)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			assert.Contains(t, report.Line(), tt.inLine)
+		})
+	}
+}
