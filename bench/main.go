@@ -1,0 +1,339 @@
+// Command bench measures what one health check costs per exec — CPU, wall time, peak memory,
+// instructions — for our probe and for its peers, all in the same run, and prints the ratios the
+// project's targets are set on.
+//
+// Run it from the repository root:
+//
+//	go run ./bench [flags]
+//
+// It builds the probe as shipped (CGO_ENABLED=0, -trimpath, -ldflags "-s -w -buildid=") from
+// ./cmd/health-check, two reference programs built the same way — bench/floor, the least a Go
+// program can do for one mutual-TLS HTTPS check with Go's default TLS configuration, and
+// bench/noop, an empty Go program (process start-up alone) — installs grpc-health-probe with
+// go install the same way, and takes curl from PATH. It starts on 127.0.0.1 an HTTPS server and a
+// grpc-go health server, both requiring client certificates, once with ECDSA P-256 and once with
+// RSA-2048 certificates generated at run time. Every command runs -warmup times (each must exit 0),
+// then -n rounds that run each command once in turn; CPU (user+sys) and wall time come from the
+// harness's wait4, peak RSS from /usr/bin/time, instruction counts from one run each under
+// valgrind --tool=callgrind. Ratios of CPU and wall time are medians of per-round ratios.
+//
+// The Markdown report goes to stdout and to -out; callgrind's files go to a callgrind directory
+// beside it (for callgrind_annotate).
+//
+// Flags:
+//
+//	-n N               measured rounds (default 30)
+//	-warmup N          warm-up rounds, not measured (default 3)
+//	-out FILE          where to write the report (default bench/results/latest.md)
+//	-probe-args ARGS   extra flags for the probe, space-separated, for experiments
+//	-probe-env VARS    extra environment for the probe, e.g. "GOGC=off GOMAXPROCS=1"
+//	-certs LIST        certificate rows: ecdsa, rsa or both (default "ecdsa,rsa")
+//	-skip-callgrind    no instruction counts (they need valgrind)
+//
+// Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
+// Without time the peak RSS column is left empty; without valgrind, the instruction counts.
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+)
+
+// certRowSpecs are the certificate rows -certs can pick.
+var certRowSpecs = []struct {
+	flag, name string
+	keyType    testutil.KeyType
+}{
+	{"ecdsa", "ECDSA P-256", testutil.ECDSAP256},
+	{"rsa", "RSA-2048", testutil.RSA2048},
+}
+
+type options struct {
+	rounds, warmup int
+	out            string
+	probeArgs      []string
+	probeEnv       []string
+	certs          []string
+	skipCallgrind  bool
+}
+
+func main() {
+	var opts options
+	var probeArgs, probeEnv, certs string
+	flag.IntVar(&opts.rounds, "n", 30, "measured rounds")
+	flag.IntVar(&opts.warmup, "warmup", 3, "warm-up rounds, not measured")
+	flag.StringVar(&opts.out, "out", filepath.Join("bench", "results", "latest.md"), "where to write the Markdown report")
+	flag.StringVar(&probeArgs, "probe-args", "", "extra flags for the probe, space-separated")
+	flag.StringVar(&probeEnv, "probe-env", "", "extra environment for the probe, space-separated NAME=value")
+	flag.StringVar(&certs, "certs", "ecdsa,rsa", "certificate rows: ecdsa, rsa or both, comma-separated")
+	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
+	flag.Parse()
+	opts.probeArgs, opts.probeEnv = strings.Fields(probeArgs), strings.Fields(probeEnv)
+	opts.certs = strings.Split(certs, ",")
+	if flag.NArg() > 0 || opts.rounds < 1 || opts.warmup < 1 {
+		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS] [-certs LIST] [-skip-callgrind]")
+		os.Exit(64)
+	}
+
+	start := time.Now()
+	if err := run(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "bench: done in %s; report in %s\n", time.Since(start).Round(time.Second), opts.out)
+}
+
+func run(opts options) error {
+	moduleDir, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "health-check-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	rep := &report{
+		date:      time.Now(),
+		machine:   machine(),
+		goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
+		command:   benchCommand(),
+		commit:    commit(moduleDir),
+		rounds:    opts.rounds,
+		warmup:    opts.warmup,
+	}
+	timePath, err := exec.LookPath("/usr/bin/time")
+	if err != nil {
+		timePath = ""
+		rep.notes = append(rep.notes, "Peak RSS not measured: GNU time is missing (apt-get install -y time).")
+	}
+	valgrind := ""
+	if !opts.skipCallgrind {
+		if valgrind, err = exec.LookPath("valgrind"); err != nil {
+			valgrind = ""
+			rep.notes = append(rep.notes, "Instructions not counted: valgrind is missing (apt-get install -y valgrind).")
+		}
+	}
+
+	progress("building the probe, floor and noop; installing grpc-health-probe")
+	bins, err := buildBinaries(moduleDir, filepath.Join(work, "bin"), valgrind != "")
+	if err != nil {
+		return err
+	}
+	if rep.sizes, err = binarySizes(bins); err != nil {
+		return err
+	}
+
+	commands := []*command{noopCommand(bins, work)}
+	for _, spec := range certRowSpecs {
+		if !contains(opts.certs, spec.flag) {
+			continue
+		}
+		progress("starting the %s servers", spec.name)
+		row, err := startCertRow(work, spec.name, fileSlug(spec.name), spec.keyType)
+		if err != nil {
+			return fmt.Errorf("%s servers: %w", spec.name, err)
+		}
+		defer row.stop()
+		rep.rows = append(rep.rows, spec.name)
+		commands = append(commands, commandsFor(row, bins, opts.probeArgs, opts.probeEnv)...)
+	}
+	if len(rep.rows) == 0 {
+		return errors.New("-certs names no known row (ecdsa, rsa)")
+	}
+
+	progress("measuring %d commands: %d warm-up + %d rounds", len(commands), opts.warmup, opts.rounds)
+	loadBefore := loadAverage()
+	if rep.results, err = measure(commands, opts.rounds, opts.warmup, timePath, work, os.Stderr); err != nil {
+		return err
+	}
+	rep.load = loadBefore + " → " + loadAverage()
+
+	if valgrind != "" {
+		callgrindDir := filepath.Join(filepath.Dir(opts.out), "callgrind")
+		if err := os.MkdirAll(callgrindDir, 0o755); err != nil {
+			return err
+		}
+		if err := countAll(rep, bins, valgrind, callgrindDir); err != nil {
+			return err
+		}
+		rep.notes = append(rep.notes, "callgrind's files: "+callgrindDir+" (callgrind_annotate FILE).")
+	}
+
+	var md bytes.Buffer
+	rep.render(&md)
+	os.Stdout.Write(md.Bytes())
+	if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(opts.out, md.Bytes(), 0o644)
+}
+
+// countAll counts every command's instructions under callgrind, then breaks the probe's and the
+// floor's down by package on the first certificate row, with builds that keep their symbols.
+func countAll(rep *report, bins *binaries, valgrind, dir string) error {
+	for _, res := range rep.results {
+		c := res.cmd
+		progress("callgrind: %s %s %s", cmp.Or(c.row, "—"), c.check, c.name)
+		res.callgrindOut = filepath.Join(dir, fileSlug(cmp.Or(c.row, "any")+"-"+c.check+"-"+c.name)+".out")
+		n, err := countInstructions(c, c.path, valgrind, res.callgrindOut)
+		if err != nil {
+			return err
+		}
+		res.instructions = n
+	}
+
+	row := rep.rows[0]
+	probe, floor := rep.find(row, checkHTTPS, probeName), rep.find(row, checkHTTPS, floorName)
+	var files []string
+	for _, sym := range []struct {
+		res  *result
+		path string
+	}{{probe, bins.probeSymbols}, {floor, bins.floorSymbols}} {
+		out := strings.TrimSuffix(sym.res.callgrindOut, ".out") + "-symbols.out"
+		progress("callgrind: %s with symbols", sym.res.cmd.name)
+		if _, err := countInstructions(sym.res.cmd, sym.path, valgrind, out); err != nil {
+			return err
+		}
+		files = append(files, out)
+	}
+	costs, err := packageCosts(files...)
+	if err != nil {
+		return err
+	}
+	rep.breakdown = &breakdown{row: row + ", HTTPS", columns: []string{probeName, floorName}, costs: costs}
+	return nil
+}
+
+func binarySizes(b *binaries) ([]binarySize, error) {
+	var sizes []binarySize
+	for _, bin := range []struct{ name, path string }{
+		{probeName, b.probe}, {floorName, b.floor}, {noopName, b.noop}, {ghpName, b.grpcHealthProbe}, {curlName, b.curl},
+	} {
+		info, err := os.Stat(bin.path)
+		if err != nil {
+			return nil, err
+		}
+		size := binarySize{name: bin.name, bytes: info.Size()}
+		if bin.name == curlName {
+			libs, n := sharedLibraries(bin.path)
+			size.extra = fmt.Sprintf("%.2f MB in %d shared libraries", float64(libs)/1e6, n)
+		}
+		sizes = append(sizes, size)
+	}
+	return sizes, nil
+}
+
+// sharedLibraries returns the total size and number of the shared libraries a dynamic binary loads,
+// as ldd lists them: what an image must hold besides the binary.
+func sharedLibraries(path string) (bytes int64, count int) {
+	out, err := exec.Command("ldd", path).Output()
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		fields := strings.Fields(line)
+		for _, f := range fields {
+			if !strings.HasPrefix(f, "/") {
+				continue
+			}
+			if info, err := os.Stat(f); err == nil {
+				bytes += info.Size()
+				count++
+			}
+			break
+		}
+	}
+	return bytes, count
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("run from inside the module (go env GOMOD: %q, %v)", gomod, err)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// machine describes the CPU: model name and the number of CPUs this process may use (as nproc).
+func machine() string {
+	model := "unknown CPU"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				model = strings.TrimSpace(value)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, nproc %d", model, runtime.NumCPU())
+}
+
+// loadAverage is the 1-minute load average: other work on the machine shows in the timings.
+func loadAverage() string {
+	text, err := os.ReadFile("/proc/loadavg")
+	if fields := strings.Fields(string(text)); err == nil && len(fields) > 0 {
+		return fields[0]
+	}
+	return "?"
+}
+
+// commit names the probe's source: the short commit, marked when the probe's files differ from it.
+func commit(moduleDir string) string {
+	git := func(args ...string) (string, error) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = moduleDir
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	head, err := git("rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "unknown commit"
+	}
+	if changes, err := git("status", "--porcelain", "--", "cmd/health-check", "probe", "go.mod", "go.sum"); err == nil && changes != "" {
+		head += " + uncommitted changes"
+	}
+	return head
+}
+
+// benchCommand is how this run was started, as a user would type it.
+func benchCommand() string {
+	parts := []string{"go", "run", "./bench"}
+	for _, arg := range os.Args[1:] {
+		if strings.ContainsAny(arg, " \t'\"$") {
+			arg = "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
+		}
+		parts = append(parts, arg)
+	}
+	return strings.Join(parts, " ")
+}
+
+func fileSlug(s string) string {
+	return strings.ToLower(strings.NewReplacer(" ", "-", "—", "", "/", "-").Replace(s))
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []int64
+		want int64
+	}{
+		{"none", nil, 0},
+		{"one", []int64{7}, 7},
+		{"odd count, unsorted", []int64{9, 1, 5}, 5},
+		{"even count takes the mean of the middle two", []int64{4, 1, 10, 2}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, median(tt.in))
+		})
+	}
+}
+
+func TestMedianLeavesInputAlone(t *testing.T) {
+	in := []time.Duration{3, 1, 2}
+	assert.Equal(t, time.Duration(2), median(in))
+	assert.Equal(t, []time.Duration{3, 1, 2}, in)
+}
+
+func TestPairedRatio(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		a, b   []time.Duration
+		want   float64
+		wantOK bool
+	}{
+		// The medians alone would give 2/2 = 1; the per-round ratios say a is half of b.
+		{"pairs rounds", []time.Duration{1 * ms, 2 * ms, 4 * ms}, []time.Duration{2 * ms, 4 * ms, 8 * ms}, 0.5, true},
+		{"median of the ratios", []time.Duration{1 * ms, 3 * ms, 9 * ms}, []time.Duration{1 * ms, 1 * ms, 1 * ms}, 3, true},
+		{"lengths differ", []time.Duration{ms}, []time.Duration{ms, ms}, 0, false},
+		{"empty", nil, nil, 0, false},
+		{"zero divisor", []time.Duration{ms}, []time.Duration{0}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := pairedRatio(tt.a, tt.b)
+			assert.Equal(t, tt.wantOK, ok)
+			assert.InDelta(t, tt.want, got, 1e-9)
+		})
+	}
+}
+
+func TestGoPackage(t *testing.T) {
+	tests := []struct {
+		name, symbol, file, want string
+	}{
+		{"method", "crypto/tls.(*Conn).Handshake", "./crypto/tls/conn.go", "crypto/tls"},
+		{"nested package", "crypto/internal/fips140/mlkem.kemEncaps", "", "crypto/internal/fips140/mlkem"},
+		{"single-element package", "runtime.mallocgc", "./runtime/malloc.go", "runtime"},
+		{"module package", "github.com/health-check-proxy/health-check-proxy/probe.Run", "", "github.com/health-check-proxy/health-check-proxy/probe"},
+		{"generic function", "slices.Sort[go.shape.int]", "", "slices"},
+		{"file-local assembly takes its file's directory", "p256MulInternal", "./crypto/internal/fips140/nistec/p256_asm_amd64.s", "crypto/internal/fips140/nistec"},
+		{"no symbol", "0x0000000000401000", "???", "(no symbol)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, goPackage(tt.symbol, tt.file))
+		})
+	}
+}
+
+func TestSelfCostByPackage(t *testing.T) {
+	// Shaped like callgrind's output with name compression and relative positions.
+	const out = `version: 1
+creator: callgrind-3.19.0
+positions: line
+events: Ir
+summary: 1111
+
+ob=(1) /bin/floor
+fl=(1) ./crypto/tls/conn.go
+fn=(1) crypto/tls.(*Conn).Handshake
+10 100
++2 5
+cfl=(2) ./crypto/internal/fips140/mlkem/mlkem.go
+cfn=(2) crypto/internal/fips140/mlkem.kemEncaps
+calls=1 20
++1 1000
+* 6
+
+fl=(2)
+fn=(2)
+20 3
+fl=(3) ./crypto/internal/fips140/nistec/p256_asm_amd64.s
+fn=(3) p256MulInternal
+5 7
+`
+	costs, err := selfCostByPackage(strings.NewReader(out))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{
+		"crypto/tls":                     111, // 100 + 5 + 6, not the call's inclusive 1000
+		"crypto/internal/fips140/mlkem":  3,
+		"crypto/internal/fips140/nistec": 7,
+	}, costs)
+}
+
+func TestRender(t *testing.T) {
+	ms := time.Millisecond
+	row := "ECDSA P-256"
+	res := func(check, name string, cpu time.Duration, rss, instructions int64) *result {
+		return &result{
+			cmd:          &command{row: row, check: check, name: name, path: "/tmp/x/" + name, args: []string{"-v"}},
+			cpu:          []time.Duration{cpu, cpu},
+			sys:          []time.Duration{cpu / 2, cpu / 2},
+			wall:         []time.Duration{2 * cpu, 2 * cpu},
+			rssKiB:       []int64{rss, rss},
+			instructions: instructions,
+		}
+	}
+	rep := &report{
+		date:      time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
+		machine:   "AMD EPYC, nproc 2",
+		goVersion: "go1.26.8 linux/amd64",
+		command:   "go run ./bench -n 2",
+		commit:    "abc1234",
+		load:      "0.10 → 0.20",
+		rounds:    2,
+		warmup:    1,
+		rows:      []string{row},
+		results: []*result{
+			res(checkHTTPS, probeName, 2*ms, 4096, 3_500_000),
+			res(checkHTTPS, floorName, 4*ms, 5120, 7_000_000),
+			res(checkHTTPS, curlName, 10*ms, 10240, 0),
+			res(checkGRPC, probeName, 3*ms, 4096, 0),
+			res(checkGRPC, ghpName, 12*ms, 12288, 0),
+		},
+		sizes: []binarySize{{name: probeName, bytes: 6_000_000}, {name: curlName, bytes: 300_000, extra: "1.00 MB in 3 shared libraries"}},
+	}
+	var b strings.Builder
+	rep.render(&b)
+	md := b.String()
+
+	for _, want := range []string{
+		"2026-11-25 12:00 UTC · AMD EPYC, nproc 2 · go1.26.8 linux/amd64 · health-check at abc1234 · load average 0.10 → 0.20",
+		"`go run ./bench -n 2`",
+		"| ECDSA P-256 | HTTPS | health-check | 2.00 ms | 1.00 ms | 4.00 ms | 4.0 MiB | 3.50 M |",
+		"| ECDSA P-256 | HTTPS | curl | 10.00 ms | 5.00 ms | 20.00 ms | 10.0 MiB | — |",
+		"| instructions, probe / floor (HTTPS) | ≤ 0.60 | 0.50 ✓ |",
+		"| CPU, probe / floor (HTTPS, median of paired runs) | ≤ 0.80 | 0.50 ✓ |",
+		"| CPU, probe / curl (HTTPS, median of paired runs) | ≤ 0.45 | 0.20 ✓ |",
+		"| CPU, probe / grpc-health-probe (gRPC, median of paired runs) | ≤ 0.50 | 0.25 ✓ |",
+		"| peak RSS, probe / floor (HTTPS, medians) | ≤ 1.00 | 0.80 ✓ |",
+		"| instructions, probe / curl (HTTPS) | — | — |",
+		"| health-check | 6.00 MB | ≤ 6.5 MB ✓ |",
+		"| curl | 0.30 MB + 1.00 MB in 3 shared libraries |  |",
+		"health-check -v\n",
+	} {
+		assert.Contains(t, md, want)
+	}
+}
+
+func TestRenderMarksMissedTargets(t *testing.T) {
+	assert.Equal(t, "0.84 ✗", formatRatio(0.84, true, 0.60))
+	assert.Equal(t, "0.60 ✓", formatRatio(0.60, true, 0.60))
+	assert.Equal(t, "1.30", formatRatio(1.3, true, 0))
+	assert.Equal(t, "—", formatRatio(0, false, 0.6))
+}
