@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/probe"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestParseOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, o *options)
+		wantErr string
+	}{
+		{name: "URL argument", args: []string{"https://localhost:8443/healthz"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, "https://localhost:8443/healthz", o.config.Target.String())
+			assert.Equal(t, probe.DefaultTimeout, o.config.Timeout)
+			assert.Equal(t, 1, o.config.Retries, "the original tool's -retry default")
+			assert.Equal(t, "200-399", o.config.ExpectStatus.String())
+		}},
+		{name: "-url flag", args: []string{"-url", "tcp://db:5432"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, "tcp://db:5432", o.config.Target.String())
+		}},
+		{name: "original tool's flags", args: []string{"-statusPort", "8080", "-path", "healthz", "-retry", "3"}, check: func(t *testing.T, o *options) {
+			assert.Equal(t, "http://localhost:8080/healthz", o.config.Target.String())
+			assert.Equal(t, 3, o.config.Retries)
+		}},
+		{name: "original tool's flags with host and scheme", args: []string{"-scheme", "https", "-host", "app", "-statusPort", "8443", "-path", "/ready"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "https://app:8443/ready", o.config.Target.String()) }},
+		{name: "environment fills unset flags", args: nil,
+			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/livez", "HEALTH_CHECK_TIMEOUT": "3s", "HEALTH_CHECK_EXPECT_STATUS": "200"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:9000/livez", o.config.Target.String())
+				assert.Equal(t, 3*time.Second, o.config.Timeout)
+				assert.Equal(t, "200", o.config.ExpectStatus.String())
+			}},
+		{name: "a flag wins over the environment", args: []string{"-timeout", "1s", "http://localhost/"},
+			env:   map[string]string{"HEALTH_CHECK_TIMEOUT": "9s"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, time.Second, o.config.Timeout) }},
+		{name: "URL from the environment", env: map[string]string{"HEALTH_CHECK_URL": "grpc://localhost:9090", "HEALTH_CHECK_SERVICE": "api"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "grpc://localhost:9090", o.config.Target.String())
+				assert.Equal(t, "api", o.config.GRPCService)
+			}},
+		{name: "TLS files from the environment", args: []string{"https://localhost/"},
+			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, probe.TLSFiles{CACert: "/ca", Cert: "/c", Key: "/k", ServerName: "api", Insecure: true}, o.config.TLS)
+			}},
+		{name: "headers, one a line in the environment", args: []string{"-header", "X-A: 1", "http://localhost/"},
+			env: map[string]string{"HEALTH_CHECK_HEADER": "X-B: 2\nX-C: 3"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "1", o.config.Header.Get("X-A"))
+				assert.Empty(t, o.config.Header.Get("X-B"), "the command line's -header wins over the variable")
+			}},
+		{name: "headers from the environment", args: []string{"http://localhost/"},
+			env: map[string]string{"HEALTH_CHECK_HEADER": "X-B: 2\nHost: app.internal\n"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "2", o.config.Header.Get("X-B"))
+				assert.Equal(t, "app.internal", o.config.Host)
+			}},
+		{name: "lower-case method", args: []string{"-method", "head", "http://localhost/"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "HEAD", o.config.Method) }},
+		{name: "-version needs no target", args: []string{"-version"}, check: func(t *testing.T, o *options) { assert.True(t, o.printVersion) }},
+		{name: "-v", args: []string{"-v", "tcp://db:1"}, check: func(t *testing.T, o *options) { assert.True(t, o.verbose) }},
+		{name: "no target", wantErr: "no target: give a URL, or -statusPort"},
+		{name: "unknown flag", args: []string{"-port", "80"}, wantErr: "flag provided but not defined: -port"},
+		{name: "bad duration", args: []string{"-timeout", "soon", "http://x/"}, wantErr: `invalid value "soon" for flag -timeout`},
+		{name: "bad variable", env: map[string]string{"HEALTH_CHECK_RETRY": "many"}, wantErr: `invalid value "many" for HEALTH_CHECK_RETRY`},
+		{name: "two URLs", args: []string{"http://a/", "http://b/"}, wantErr: "one target URL at most"},
+		{name: "URL and a different -url", args: []string{"-url", "http://a/", "http://b/"}, wantErr: "two targets"},
+		{name: "URL and -statusPort", args: []string{"-statusPort", "80", "http://b/"}, wantErr: "-statusPort builds a URL"},
+		{name: "URL and an environment -path", args: []string{"http://b/"}, env: map[string]string{"HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "bad header", args: []string{"-header", "nocolon", "http://b/"}, wantErr: "bad -header"},
+		{name: "bad expect-status", args: []string{"-expect-status", "2xx", "http://b/"}, wantErr: "bad -expect-status"},
+		{name: "client cert on plain http", args: []string{"-cert", "/c", "-key", "/k", "http://b/"}, wantErr: "-cert needs a TLS scheme"},
+		{name: "negative retry", args: []string{"-retry", "-1", "http://b/"}, wantErr: "-retry must be 0 or more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts, err := parseOptions(tt.args, env(tt.env))
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.NotContains(t, err.Error(), "\n")
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, opts)
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"statusPort":    "HEALTH_CHECK_STATUS_PORT",
+		"cacert":        "HEALTH_CHECK_CACERT",
+		"expect-status": "HEALTH_CHECK_EXPECT_STATUS",
+		"server-name":   "HEALTH_CHECK_SERVER_NAME",
+		"v":             "HEALTH_CHECK_V",
+	} {
+		assert.Equal(t, want, envName(flagName))
+	}
+}
+
+// TestHelp: -h lists every flag with its variable, and the three examples.
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-h"}, env(nil), &stdout, &stderr)
+	assert.Equal(t, 0, code)
+	assert.Empty(t, stderr.String())
+	help := stdout.String()
+	newFlagSet().VisitAll(func(fl *flag.Flag) {
+		assert.Regexp(t, `\n  -`+fl.Name+`[ \n]`, help)
+		if !noEnv[fl.Name] {
+			assert.Contains(t, help, "["+envName(fl.Name)+"]")
+		}
+	})
+	assert.Contains(t, help, "health-check -cacert /certs/ca.crt -cert /certs/tls.crt -key /certs/tls.key https://localhost:8443/healthz")
+	assert.Contains(t, help, "grpcs://localhost:9443")
+	assert.Contains(t, help, `HEALTHCHECK --interval=10s --timeout=2s CMD ["/health-check"`)
+	assert.Contains(t, help, "64 usage")
+	for _, line := range strings.Split(help, "\n") {
+		assert.LessOrEqual(t, len(line), 130, "help lines fit a terminal: %q", line)
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"debug/buildinfo"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+)
+
+// The tests in this file run the real binary, built as it ships: static, stripped, trimmed.
+
+var (
+	buildOnce  sync.Once
+	binaryPath string
+	buildErr   error
+)
+
+// probeBinary builds cmd/health-check once per test process.
+func probeBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "health-check-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "health-check")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid= -X main.version=v0.0.0-test", "-o", binaryPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binaryPath
+}
+
+type processResult struct {
+	code           int
+	stdout, stderr string
+	elapsed        time.Duration
+}
+
+func runProbe(t *testing.T, env []string, args ...string) processResult {
+	t.Helper()
+	cmd := exec.Command(probeBinary(t), args...)
+	cmd.Env = append([]string{}, env...) // not nil: nothing from the test's own environment leaks in
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	result := processResult{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		result.code = exitErr.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result
+}
+
+// TestExitCodes runs the binary for every row of the exit-code table and checks the code, that the
+// output is silent or exactly one line, and the time it took.
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testutil.NewCA("test CA", testutil.ECDSAP256)
+	require.NoError(t, err)
+	server, err := ca.Server("server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	client, err := ca.Client("client")
+	require.NoError(t, err)
+	caFile, err := ca.WriteFile(dir, "ca")
+	require.NoError(t, err)
+	certFile, keyFile, err := client.WriteFiles(dir, "client")
+	require.NoError(t, err)
+
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{server.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(plain.Close)
+	_, plainPort, _ := net.SplitHostPort(strings.TrimPrefix(plain.URL, "http://"))
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { hole.Close() }) // accepts (the kernel's backlog) and never answers
+
+	mTLS := []string{"-cacert", caFile, "-cert", certFile, "-key", keyFile}
+	tests := []struct {
+		name       string
+		env        []string
+		args       []string
+		wantCode   int
+		wantStderr string // a substring of the one line; empty means silent
+		maxElapsed time.Duration
+	}{
+		{name: "healthy mTLS", args: append(mTLS, srv.URL+"/healthz"), wantCode: 0},
+		{name: "healthy with the original tool's flags", args: []string{"-statusPort", plainPort, "-path", "healthz", "-retry", "0"}, wantCode: 0},
+		{name: "healthy from the environment", env: []string{"HEALTH_CHECK_URL=" + srv.URL + "/healthz", "HEALTH_CHECK_CACERT=" + caFile,
+			"HEALTH_CHECK_CERT=" + certFile, "HEALTH_CHECK_KEY=" + keyFile}, wantCode: 0},
+		{name: "unhealthy", args: append(mTLS, srv.URL+"/down"), wantCode: 1,
+			wantStderr: "unhealthy: GET " + srv.URL + "/down: 503 Service Unavailable (want 200-399) after 2 attempts"},
+		{name: "unreachable: refused", args: []string{"-retry", "0", "https://127.0.0.1:1/healthz"}, wantCode: 3,
+			wantStderr: "unreachable: GET https://127.0.0.1:1/healthz: dial tcp 127.0.0.1:1: connect: connection refused"},
+		{name: "unreachable: no client certificate", args: []string{"-cacert", caFile, "https://localhost:" + port + "/healthz"}, wantCode: 3,
+			wantStderr: "certificate required"},
+		{name: "unreachable: black hole within the timeout", args: []string{"-timeout", "300ms", "tls://" + hole.Addr().String()}, wantCode: 3,
+			wantStderr: "no answer within -timeout 300ms", maxElapsed: 300*time.Millisecond + 200*time.Millisecond},
+		{name: "unreachable: default timeout beats the kubelet's 1s", args: []string{"http://" + hole.Addr().String()}, wantCode: 3,
+			wantStderr: "no answer within -timeout 800ms", maxElapsed: time.Second},
+		{name: "usage: unknown flag", args: []string{"-port", "80"}, wantCode: 64, wantStderr: "usage: flag provided but not defined: -port (see health-check -h)"},
+		{name: "usage: bad URL", args: []string{"ftp://x/"}, wantCode: 64, wantStderr: `unknown scheme "ftp"`},
+		{name: "usage: missing key file", args: []string{"-cert", certFile, "-key", dir + "/nope.key", srv.URL}, wantCode: 64,
+			wantStderr: "usage: GET " + srv.URL + ": read client key: open " + dir + "/nope.key: no such file or directory"},
+		{name: "usage: bad variable", env: []string{"HEALTH_CHECK_TIMEOUT=forever"}, args: []string{srv.URL}, wantCode: 64,
+			wantStderr: "HEALTH_CHECK_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			result := runProbe(t, tt.env, tt.args...)
+			assert.Equal(t, tt.wantCode, result.code, result.stderr)
+			assert.Empty(t, result.stdout)
+			if tt.wantStderr == "" {
+				assert.Empty(t, result.stderr)
+			} else {
+				assert.Contains(t, result.stderr, tt.wantStderr)
+				assert.Equal(t, 1, strings.Count(result.stderr, "\n"), "exactly one line: %q", result.stderr)
+			}
+			if tt.maxElapsed > 0 {
+				assert.Less(t, result.elapsed, tt.maxElapsed)
+			}
+		})
+	}
+}
+
+func TestVersionAndVerbose(t *testing.T) {
+	result := runProbe(t, nil, "-version")
+	assert.Equal(t, 0, result.code)
+	assert.Equal(t, "health-check v0.0.0-test\n", result.stdout)
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, "health-check/v0.0.0-test", r.UserAgent())
+	}))
+	t.Cleanup(srv.Close)
+	result = runProbe(t, nil, "-v", srv.URL)
+	assert.Equal(t, 0, result.code)
+	assert.Contains(t, result.stderr, "connected to tcp 127.0.0.1:")
+	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (")
+}
+
+// TestInsecureWarns: -insecure works, and says on stderr that it skipped verification.
+func TestInsecureWarns(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	result := runProbe(t, nil, "-insecure", srv.URL)
+	assert.Equal(t, 0, result.code)
+	assert.Equal(t, "warning: -insecure: the server's certificate is not verified\n", result.stderr)
+}
+
+// TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
+// golang.org/x/net besides the standard library.
+func TestStaticBinary(t *testing.T) {
+	path := probeBinary(t)
+	file, err := elf.Open(path)
+	require.NoError(t, err)
+	defer file.Close()
+	for _, prog := range file.Progs {
+		assert.NotEqual(t, elf.PT_INTERP, prog.Type, "no dynamic loader")
+		assert.NotEqual(t, elf.PT_DYNAMIC, prog.Type, "no dynamic section")
+	}
+	assert.Nil(t, file.Section(".dynamic"))
+	assert.Nil(t, file.Section(".symtab"), "stripped")
+
+	info, err := buildinfo.ReadFile(path)
+	require.NoError(t, err)
+	for _, dep := range info.Deps {
+		assert.Equal(t, "golang.org/x/net", dep.Path, "only golang.org/x/net may join the standard library")
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	assert.Equal(t, "0", settings["CGO_ENABLED"])
+	assert.Equal(t, "true", settings["-trimpath"])
+
+	stat, err := os.Stat(path)
+	require.NoError(t, err)
+	t.Logf("binary: %d bytes, %s, %d module dependencies", stat.Size(), info.GoVersion, len(info.Deps))
+}
