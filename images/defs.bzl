@@ -1,0 +1,73 @@
+"""Public macros for scratch images that carry the health-check probe.
+
+The platforms we build for are listed once, in LINUX_PLATFORMS; the platform targets
+(//platforms), the `architecture` select of every image and the index's platform list are all
+made from it, so adding a platform is one line here.
+
+Load from another module:
+
+    load("@health_check_proxy//images:defs.bzl", "INDEX_PLATFORMS", "scratch_image")
+"""
+
+load("@rules_oci//oci:defs.bzl", "oci_image")
+
+# OCI/GOARCH architecture name -> the @platforms cpu constraint a target platform carries.
+LINUX_PLATFORMS = {
+    "amd64": Label("@platforms//cpu:x86_64"),
+    "arm64": Label("@platforms//cpu:arm64"),
+}
+
+# The platform targets an oci_image_index transitions its image to, in index order.
+INDEX_PLATFORMS = [Label("//platforms:linux_" + arch) for arch in LINUX_PLATFORMS]
+
+def linux_platforms(name = "linux", visibility = None):
+    """Declares one `<name>_<arch>` platform (linux_amd64, ...) per entry of LINUX_PLATFORMS.
+
+    Args:
+        name: prefix of the platform names; INDEX_PLATFORMS expects "linux".
+        visibility: visibility of the platform targets.
+    """
+    for arch, cpu in LINUX_PLATFORMS.items():
+        native.platform(
+            name = name + "_" + arch,
+            constraint_values = [
+                Label("@platforms//os:linux"),
+                cpu,
+            ],
+            visibility = visibility,
+        )
+
+def oci_architecture():
+    """The OCI architecture of the target platform, as a select() for oci_image's `architecture`.
+
+    An oci_image_index with `platforms` builds its one image once per platform, so the image's
+    architecture must follow the target platform rather than be a fixed string.
+
+    Returns:
+        A select() from the target platform's cpu constraint to the OCI architecture name.
+    """
+    return select(
+        {cpu: arch for arch, cpu in LINUX_PLATFORMS.items()},
+        no_match_error = "health_check_proxy builds linux images for these cpus only: " +
+                         ", ".join([str(cpu) for cpu in LINUX_PLATFORMS.values()]),
+    )
+
+def scratch_image(name, tars, **kwargs):
+    """An oci_image with no base image, for linux, whose architecture follows the target platform.
+
+    Nothing is pulled: the image holds exactly the layers in `tars`, in that order. Put the probe's
+    layer first (`@health_check_proxy//images:layer`): it changes less often than yours.
+
+    Args:
+        name: name of the oci_image target (rules_oci's macro also makes `<name>.digest`).
+        tars: the layers, bottom first.
+        **kwargs: other oci_image arguments: `entrypoint`, `cmd`, `user`, `env`, `created`,
+            `labels`, `visibility`, ... (not `base`, `os` or `architecture`).
+    """
+    oci_image(
+        name = name,
+        tars = tars,
+        os = "linux",
+        architecture = oci_architecture(),
+        **kwargs
+    )
