@@ -7,10 +7,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +64,10 @@ var grpcCodeNames = [...]string{
 // answer, so it is unhealthy; a server that does not speak gRPC at all is unhealthy when it answers
 // HTTP/2 and unreachable when it cannot.
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
+	// The connection of the call, to explain a failure that net/http's HTTP/2 client reports
+	// without its cause.
+	var raw atomic.Pointer[recordingConn]
+	var tlsConn atomic.Pointer[tls.Conn]
 	var protocols http.Protocols
 	scheme := "https"
 	if c.Target.Scheme == "grpc" {
@@ -71,9 +79,34 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	transport := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return dial(ctx, c, addr, log)
+			conn, err := dial(ctx, c, addr, log)
+			if err != nil {
+				return nil, err
+			}
+			recorder := &recordingConn{Conn: conn}
+			raw.Store(recorder)
+			return recorder, nil
 		},
-		TLSClientConfig:        tlsConfig,
+		// The TLS connection, which the transport handshakes, is ours to keep: see explainCallError.
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, c, addr, log)
+			if err != nil {
+				return nil, err
+			}
+			recorder := &recordingConn{Conn: conn}
+			raw.Store(recorder)
+			config := tlsConfig.Clone()
+			if config == nil {
+				config = &tls.Config{}
+			}
+			if config.ServerName == "" {
+				config.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			config.NextProtos = []string{"h2"}
+			client := tls.Client(recorder, config)
+			tlsConn.Store(client)
+			return client, nil
+		},
 		Protocols:              &protocols,
 		DisableKeepAlives:      true,
 		DisableCompression:     true,
@@ -98,9 +131,12 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 
 	resp, err := transport.RoundTrip(req)
 	if err != nil {
-		return unreachable(err)
+		return unreachable(explainCallError(ctx, err, raw.Load(), tlsConn.Load()))
 	}
 	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 { // a TLS server that ignores ALPN gets HTTP/1.1
+		return unreachable(fmt.Errorf("not a gRPC server: it answered %q, not HTTP/2", resp.Proto+" "+resp.Status))
+	}
 	if resp.StatusCode != http.StatusOK {
 		return unhealthy("not a gRPC server: HTTP %s", resp.Status)
 	}
@@ -126,6 +162,112 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 		return unhealthy("status %s", status)
 	}
 	return healthy("status SERVING")
+}
+
+// recordingConn keeps the first bytes a server sends, and what it sent before it closed a connection
+// that we were still writing to, which the HTTP/2 client, failing on the write, never reads.
+type recordingConn struct {
+	net.Conn
+	mu          sync.Mutex
+	first       []byte // the start of the server's answer
+	pending     []byte // read at Close after a failed write; Read returns it first
+	writeFailed bool
+	closed      bool
+}
+
+// recordedBytes is how much of a server's answer recordingConn keeps: a TLS alert, an HTTP/1 status line.
+const recordedBytes = 64
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	c.record(p[:n])
+	return n, err
+}
+
+func (c *recordingConn) record(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := recordedBytes - len(c.first); room > 0 {
+		c.first = append(c.first, b[:min(len(b), room)]...)
+	}
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		c.writeFailed = true
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// Close first keeps what a server sent before it closed, when a write failed: the peer is gone, so
+// its last words are already here, and the read does not wait.
+func (c *recordingConn) Close() error {
+	c.mu.Lock()
+	keep := c.writeFailed && !c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if keep {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(alertWait))
+		buf := make([]byte, 4<<10)
+		n, _ := io.ReadFull(c.Conn, buf)
+		c.record(buf[:n])
+		c.mu.Lock()
+		c.pending = append(c.pending, buf[:n]...)
+		c.mu.Unlock()
+	}
+	return c.Conn.Close()
+}
+
+func (c *recordingConn) firstBytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.first
+}
+
+// alertWait bounds how long explainCallError waits for a TLS alert that is on its way.
+const alertWait = 50 * time.Millisecond
+
+// explainCallError finds the cause of a failed call. net/http's HTTP/2 client reports a connection that
+// broke before the call started as "http2: client conn could not be established" (or a write error),
+// whatever broke it: a server that rejected our client certificate, which in TLS 1.3 it says in an
+// alert after the handshake, or a server that answered HTTP/1 to the HTTP/2 preface.
+func explainCallError(ctx context.Context, err error, raw *recordingConn, tlsConn *tls.Conn) error {
+	if ctx.Err() != nil || raw == nil {
+		return err
+	}
+	if tlsConn != nil {
+		// A tls.Conn keeps the alert that ended it; read it, or the alert still on its way.
+		wait := alertWait
+		if deadline, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(deadline))
+		}
+		_ = tlsConn.SetReadDeadline(time.Now().Add(wait))
+		var one [1]byte
+		var opErr *net.OpError
+		if _, readErr := tlsConn.Read(one[:]); errors.As(readErr, &opErr) && opErr.Op == "remote error" {
+			if strings.HasSuffix(readErr.Error(), "no application protocol") {
+				return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", readErr)
+			}
+			return fmt.Errorf("the server closed the connection: %w", readErr)
+		}
+		return err
+	}
+	if first := raw.firstBytes(); bytes.HasPrefix(first, []byte("HTTP/")) {
+		statusLine, _, _ := bytes.Cut(first, []byte("\r\n"))
+		return fmt.Errorf("not a gRPC server: it answered %q, not HTTP/2", statusLine)
+	}
+	return err
 }
 
 func isGRPCContentType(ct string) bool {

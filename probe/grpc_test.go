@@ -1,0 +1,569 @@
+package probe_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+	"github.com/health-check-proxy/health-check-proxy/probe"
+)
+
+// grpcTestTimeout bounds each run against a server that answers; it is generous so that a loaded CI
+// machine does not turn an answer into a timeout.
+const grpcTestTimeout = 3 * time.Second
+
+// grpcConfig is a one-attempt check of rawURL.
+func grpcConfig(t *testing.T, rawURL string) *probe.Config {
+	t.Helper()
+	target, err := probe.ParseTarget(rawURL)
+	require.NoError(t, err)
+	return &probe.Config{Target: target, Timeout: grpcTestTimeout, UserAgent: "health-check/test"}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return lis
+}
+
+// closedPort is a port on 127.0.0.1 where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	lis := listen(t)
+	addr := lis.Addr().String()
+	require.NoError(t, lis.Close())
+	return addr
+}
+
+// h2cServer serves handler over unencrypted HTTP/2 (and HTTP/1): an HTTP/2 server that is not gRPC,
+// or one that imitates gRPC badly.
+func h2cServer(t *testing.T, handler http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewUnstartedServer(handler)
+	s.Config.Protocols = new(http.Protocols)
+	s.Config.Protocols.SetHTTP1(true)
+	s.Config.Protocols.SetUnencryptedHTTP2(true)
+	s.Start()
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// fakeGRPC answers like a gRPC server with the given length-prefixed body and trailers.
+func fakeGRPC(body []byte, trailers map[string]string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		for name, value := range trailers {
+			w.Header().Set(http.TrailerPrefix+name, value)
+		}
+	}
+}
+
+func TestGRPCOverH2C(t *testing.T) {
+	lis := listen(t)
+	var sawDeadline, sawUserAgent []bool
+	recordCall := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		deadline, ok := ctx.Deadline()
+		sawDeadline = append(sawDeadline, ok && time.Until(deadline) <= grpcTestTimeout)
+		md, _ := metadata.FromIncomingContext(ctx)
+		sawUserAgent = append(sawUserAgent, len(md["user-agent"]) == 1 && strings.HasPrefix(md["user-agent"][0], "health-check/test"))
+		return handler(ctx, req)
+	}
+	server := testutil.StartGRPC(t, lis, testutil.GRPCOptions{Options: []grpc.ServerOption{grpc.UnaryInterceptor(recordCall)}})
+	server.Health.SetServingStatus("app.Serving", healthpb.HealthCheckResponse_SERVING)
+	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
+	server.Health.SetServingStatus("app.Unknown", healthpb.HealthCheckResponse_UNKNOWN)
+	noHealth := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{NoHealth: true})
+	url := "grpc://" + server.Addr
+
+	tests := []struct {
+		name     string
+		url      string
+		service  string
+		retries  int
+		want     probe.Result
+		wantLine []string
+	}{
+		{name: "whole server SERVING", url: url, want: probe.Healthy},
+		{name: "named service SERVING", url: url, service: "app.Serving", want: probe.Healthy},
+		{name: "trailing slash in URL", url: url + "/", service: "app.Serving", want: probe.Healthy},
+		{name: "named service NOT_SERVING", url: url, service: "app.NotServing", want: probe.Unhealthy,
+			wantLine: []string{"unhealthy: ", `Check("app.NotServing")`, url, "status NOT_SERVING"}},
+		{name: "named service UNKNOWN", url: url, service: "app.Unknown", want: probe.Unhealthy,
+			wantLine: []string{"status UNKNOWN"}},
+		{name: "NOT_SERVING after retries", url: url, service: "app.NotServing", retries: 2, want: probe.Unhealthy,
+			wantLine: []string{"status NOT_SERVING after 3 attempts"}},
+		{name: "unknown service is NOT_FOUND", url: url, service: "no.such.Service", want: probe.Unhealthy,
+			wantLine: []string{"unhealthy: ", `Check("no.such.Service")`, "grpc-status NOT_FOUND: unknown service"}},
+		{name: "server without the health service is UNIMPLEMENTED", url: "grpc://" + noHealth.Addr, want: probe.Unhealthy,
+			wantLine: []string{"unhealthy: ", "grpc-status UNIMPLEMENTED", "grpc.health.v1.Health"}},
+		{name: "nothing listening", url: "grpc://" + closedPort(t), want: probe.Unreachable,
+			wantLine: []string{"unreachable: ", "connection refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			config := grpcConfig(t, tt.url)
+			config.GRPCService = tt.service
+			config.Retries = tt.retries
+			report := probe.Run(context.Background(), config, nil)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			for _, want := range tt.wantLine {
+				assert.Contains(t, report.Line(), want)
+			}
+			if tt.want == probe.Healthy {
+				assert.Equal(t, 1, report.Attempts)
+			}
+		})
+	}
+	require.NotEmpty(t, sawDeadline)
+	for i := range sawDeadline {
+		assert.True(t, sawDeadline[i], "call %d: the server saw no grpc-timeout within -timeout", i)
+		assert.True(t, sawUserAgent[i], "call %d: the server saw no health-check user agent", i)
+	}
+}
+
+func TestGRPCServingStatusChanges(t *testing.T) {
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{})
+	config := grpcConfig(t, "grpc://"+server.Addr)
+	steps := []struct {
+		status healthpb.HealthCheckResponse_ServingStatus
+		want   probe.Result
+	}{
+		{healthpb.HealthCheckResponse_SERVING, probe.Healthy},
+		{healthpb.HealthCheckResponse_NOT_SERVING, probe.Unhealthy},
+		{healthpb.HealthCheckResponse_SERVING, probe.Healthy},
+	}
+	for _, step := range steps {
+		server.Health.SetServingStatus("", step.status)
+		report := probe.Run(context.Background(), config, nil)
+		assert.Equal(t, step.want, report.Result, "after SetServingStatus(%s): %s", step.status, report.Line())
+	}
+}
+
+// mtlsFiles are the certificates of a mutual-TLS gRPC test, written to files as the probe reads them.
+type mtlsFiles struct {
+	serverTLS                 *tls.Config // requires and verifies a client certificate
+	caFile, certFile, keyFile string      // the probe's: CA, client certificate and key
+	foreignCAFile             string      // a CA that issued nothing the server uses
+	foreignCert, foreignKey   string      // a client certificate from the foreign CA
+}
+
+func newMTLSFiles(t *testing.T) mtlsFiles {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := testutil.NewCA("test CA", testutil.ECDSAP256)
+	require.NoError(t, err)
+	serverLeaf, err := ca.Server("grpc server", []string{"localhost", "grpc.test"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	clientLeaf, err := ca.Client("probe")
+	require.NoError(t, err)
+	foreign, err := testutil.NewCA("foreign CA", testutil.ECDSAP256)
+	require.NoError(t, err)
+	foreignLeaf, err := foreign.Client("stranger")
+	require.NoError(t, err)
+
+	var f mtlsFiles
+	f.serverTLS = &tls.Config{
+		Certificates: []tls.Certificate{serverLeaf.TLS},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    ca.Pool(),
+	}
+	f.caFile, err = ca.WriteFile(dir, "ca")
+	require.NoError(t, err)
+	f.certFile, f.keyFile, err = clientLeaf.WriteFiles(dir, "client")
+	require.NoError(t, err)
+	f.foreignCAFile, err = foreign.WriteFile(dir, "foreign-ca")
+	require.NoError(t, err)
+	f.foreignCert, f.foreignKey, err = foreignLeaf.WriteFiles(dir, "foreign-client")
+	require.NoError(t, err)
+	return f
+}
+
+func TestGRPCSMutualTLS(t *testing.T) {
+	files := newMTLSFiles(t)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
+	_, port, err := net.SplitHostPort(server.Addr)
+	require.NoError(t, err)
+	withClientCert := probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile}
+
+	// An HTTPS server with HTTP/2 that is not gRPC: every path is 404.
+	notGRPC := httptest.NewUnstartedServer(http.NotFoundHandler())
+	notGRPC.EnableHTTP2 = true
+	notGRPC.TLS = &tls.Config{Certificates: files.serverTLS.Certificates}
+	notGRPC.StartTLS()
+	t.Cleanup(notGRPC.Close)
+
+	tests := []struct {
+		name        string
+		url         string
+		service     string
+		tls         probe.TLSFiles
+		want        probe.Result
+		wantLine    []string
+		wantVerbose []string
+	}{
+		{name: "client certificate, SERVING", url: "grpcs://" + server.Addr, tls: withClientCert, want: probe.Healthy,
+			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=grpc server"`, "ALPN h2", "SERVING"}},
+		{name: "client certificate, by DNS name", url: "grpcs://localhost:" + port, tls: withClientCert, want: probe.Healthy},
+		{name: "server name overrides the host", url: "grpcs://" + server.Addr,
+			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "grpc.test"},
+			want: probe.Healthy},
+		{name: "client certificate, NOT_SERVING", url: "grpcs://" + server.Addr, service: "app.NotServing", tls: withClientCert,
+			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "grpc.health.v1.Health/Check", "status NOT_SERVING"}},
+		{name: "client certificate, unknown service", url: "grpcs://" + server.Addr, service: "nope", tls: withClientCert,
+			want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND"}},
+		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSFiles{CACert: files.caFile},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: certificate required"}},
+		{name: "client certificate from a foreign CA", url: "grpcs://" + server.Addr,
+			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: unknown certificate authority"}},
+		{name: "server certificate from an unknown CA", url: "grpcs://" + server.Addr,
+			tls:  probe.TLSFiles{CACert: files.foreignCAFile, Cert: files.certFile, Key: files.keyFile},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "certificate signed by unknown authority"}},
+		{name: "server name not in the certificate", url: "grpcs://" + server.Addr,
+			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "other.test"},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "other.test"}},
+		{name: "plain gRPC client against the TLS server", url: "grpc://" + server.Addr,
+			want: probe.Unreachable, wantLine: []string{"unreachable: "}},
+		{name: "HTTPS server with h2 that is not gRPC", url: "grpcs://" + notGRPC.Listener.Addr().String(),
+			tls:  probe.TLSFiles{CACert: files.caFile},
+			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "not a gRPC server: HTTP 404 Not Found"}},
+		{name: "nothing listening", url: "grpcs://" + closedPort(t), tls: withClientCert,
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "connection refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			config := grpcConfig(t, tt.url)
+			config.GRPCService = tt.service
+			config.TLS = tt.tls
+			var verbose strings.Builder
+			report := probe.Run(context.Background(), config, &verbose)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			for _, want := range tt.wantLine {
+				assert.Contains(t, report.Line(), want)
+			}
+			for _, want := range tt.wantVerbose {
+				assert.Contains(t, verbose.String(), want)
+			}
+			assert.NotContains(t, report.Line(), "PRIVATE KEY")
+		})
+	}
+}
+
+func TestGRPCNotGRPCServers(t *testing.T) {
+	files := newMTLSFiles(t)
+	http1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(http1.Close)
+	http1TLS := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	http1TLS.TLS = &tls.Config{Certificates: files.serverTLS.Certificates} // ALPN offers http/1.1 only
+	http1TLS.StartTLS()
+	t.Cleanup(http1TLS.Close)
+
+	// A TLS server that ignores ALPN and speaks HTTP/1.
+	noALPNListener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: files.serverTLS.Certificates})
+	require.NoError(t, err)
+	noALPN := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = noALPN.Serve(noALPNListener) }()
+	t.Cleanup(func() { noALPN.Close() })
+
+	h2cText := h2cServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok"))
+	})
+	servingFrame := frame(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1))
+	// A percent-encoded grpc-message with control characters and a newline, as a hostile server
+	// could send: the line must stay one line.
+	hostileMessage := "bad%0Anews%1B[31m"
+
+	tests := []struct {
+		name     string
+		url      string
+		tls      probe.TLSFiles
+		want     probe.Result
+		wantLine []string
+	}{
+		{name: "HTTP/1 server on grpc://", url: "grpc://" + http1.Listener.Addr().String(),
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 200 OK", not HTTP/2`}},
+		{name: "HTTPS server without h2 on grpcs://", url: "grpcs://" + http1TLS.Listener.Addr().String(),
+			tls:  probe.TLSFiles{CACert: files.caFile},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2)"}},
+		{name: "TLS server that ignores ALPN on grpcs://", url: "grpcs://" + noALPNListener.Addr().String(),
+			tls:  probe.TLSFiles{CACert: files.caFile},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 404 Not Found", not HTTP/2`}},
+		{name: "h2c server that answers text/plain", url: "grpc://" + h2cText,
+			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", `not a gRPC server: content-type "text/plain"`}},
+		{name: "gRPC answer with grpc-status 0 is healthy", url: "grpc://" + h2cServer(t, fakeGRPC(servingFrame, map[string]string{"Grpc-Status": "0"})),
+			want: probe.Healthy},
+		{name: "gRPC answer without grpc-status", url: "grpc://" + h2cServer(t, fakeGRPC(servingFrame, nil)),
+			want: probe.Unhealthy, wantLine: []string{"answer without grpc-status"}},
+		{name: "gRPC answer with a malformed message", url: "grpc://" + h2cServer(t, fakeGRPC([]byte{0, 0, 0, 0, 9, 1}, map[string]string{"Grpc-Status": "0"})),
+			want: probe.Unhealthy, wantLine: []string{"bad answer: ", "prefix says 9"}},
+		{name: "gRPC answer with a compressed message", url: "grpc://" + h2cServer(t, fakeGRPC([]byte{1, 0, 0, 0, 0}, map[string]string{"Grpc-Status": "0"})),
+			want: probe.Unhealthy, wantLine: []string{"bad answer: compressed"}},
+		{name: "gRPC error with an unnamed code", url: "grpc://" + h2cServer(t, fakeGRPC(nil, map[string]string{"Grpc-Status": "42"})),
+			want: probe.Unhealthy, wantLine: []string{"grpc-status code 42"}},
+		{name: "gRPC error with a hostile message", url: "grpc://" + h2cServer(t, fakeGRPC(nil, map[string]string{"Grpc-Status": "14", "Grpc-Message": hostileMessage})),
+			want: probe.Unhealthy, wantLine: []string{"grpc-status UNAVAILABLE: bad?news?[31m"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			config := grpcConfig(t, tt.url)
+			config.TLS = tt.tls
+			report := probe.Run(context.Background(), config, nil)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			for _, want := range tt.wantLine {
+				assert.Contains(t, report.Line(), want)
+			}
+			assert.NotContains(t, report.Line(), "\n")
+			assert.NotContains(t, report.Line(), "\x1b")
+		})
+	}
+}
+
+func TestGRPCBlackHole(t *testing.T) {
+	files := newMTLSFiles(t)
+	const timeout = 300 * time.Millisecond
+	// margin is how long past -timeout a run may take: returning from the last read, closing the
+	// connection. The command's watchdog allows 200 ms; the library must need far less.
+	const margin = 150 * time.Millisecond
+	hole := testutil.BlackHole(t).Addr().String()
+	tests := []struct {
+		name    string
+		url     string
+		tls     probe.TLSFiles
+		retries int
+	}{
+		{name: "grpc", url: "grpc://" + hole},
+		{name: "grpc with retries", url: "grpc://" + hole, retries: 3},
+		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSFiles{CACert: files.caFile}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			config := grpcConfig(t, tt.url)
+			config.Timeout = timeout
+			config.Retries = tt.retries
+			config.TLS = tt.tls
+			start := time.Now()
+			report := probe.Run(context.Background(), config, nil)
+			elapsed := time.Since(start)
+			assert.Equal(t, probe.Unreachable, report.Result, report.Line())
+			assert.Contains(t, report.Line(), "no answer within -timeout 300ms")
+			assert.GreaterOrEqual(t, elapsed, timeout-10*time.Millisecond, "gave up before -timeout")
+			assert.Less(t, elapsed, timeout+margin, "ran past -timeout")
+			assert.Equal(t, 1, report.Attempts, "the first attempt uses the whole timeout")
+		})
+	}
+}
+
+func TestGRPCOverUnixSocket(t *testing.T) {
+	// A short directory: socket paths are limited to about 100 bytes, and t.TempDir's can be longer.
+	dir, err := os.MkdirTemp("", "hc-grpc")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "grpc.sock")
+	lis, err := net.Listen("unix", socket)
+	require.NoError(t, err)
+	server := testutil.StartGRPC(t, lis, testutil.GRPCOptions{})
+	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
+
+	tests := []struct {
+		name     string
+		url      string
+		socket   string
+		service  string
+		want     probe.Result
+		wantLine []string
+	}{
+		{name: "SERVING", url: "grpc://localhost", socket: socket, want: probe.Healthy},
+		{name: "the URL's port is ignored", url: "grpc://app.internal:1", socket: socket, want: probe.Healthy},
+		{name: "NOT_SERVING", url: "grpc://localhost", socket: socket, service: "app.NotServing", want: probe.Unhealthy,
+			wantLine: []string{"via unix:" + socket, "status NOT_SERVING"}},
+		{name: "no such socket", url: "grpc://localhost", socket: filepath.Join(dir, "missing.sock"), want: probe.Unreachable,
+			wantLine: []string{"unreachable: ", "missing.sock", "no such file or directory"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			config := grpcConfig(t, tt.url)
+			config.UnixSocket = tt.socket
+			config.GRPCService = tt.service
+			report := probe.Run(context.Background(), config, nil)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			for _, want := range tt.wantLine {
+				assert.Contains(t, report.Line(), want)
+			}
+		})
+	}
+}
+
+// frame is message with gRPC's 5-byte prefix: uncompressed, big-endian length.
+func frame(message []byte) []byte {
+	out := make([]byte, 5, 5+len(message))
+	binary.BigEndian.PutUint32(out[1:], uint32(len(message)))
+	return append(out, message...)
+}
+
+var serviceNames = []struct {
+	name    string
+	service string
+}{
+	{"empty (the whole server)", ""},
+	{"ascii", "grpc.health.v1.Health"},
+	{"one byte", "x"},
+	{"127 bytes, the longest one-byte length", strings.Repeat("a", 127)},
+	{"128 bytes, a two-byte length", strings.Repeat("b", 128)},
+	{"300 bytes", strings.Repeat("package.Service/", 18) + "abcdefghijkl"},
+	{"17000 bytes, a three-byte length", strings.Repeat("c", 17000)},
+	{"unicode", "сервис.健康/✓"},
+}
+
+func TestEncodeHealthCheckRequestMatchesProtobuf(t *testing.T) {
+	for _, tt := range serviceNames {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: tt.service})
+			require.NoError(t, err)
+			got := probe.EncodeHealthCheckRequest(tt.service)
+			require.GreaterOrEqual(t, len(got), 5)
+			assert.Equal(t, byte(0), got[0], "compressed flag")
+			assert.Equal(t, uint32(len(got)-5), binary.BigEndian.Uint32(got[1:5]), "length prefix")
+			assert.Equal(t, want, got[5:], "message bytes")
+
+			var decoded healthpb.HealthCheckRequest
+			require.NoError(t, proto.Unmarshal(got[5:], &decoded))
+			assert.Equal(t, tt.service, decoded.GetService())
+		})
+	}
+}
+
+func TestDecodeHealthCheckResponseMatchesProtobuf(t *testing.T) {
+	statuses := []healthpb.HealthCheckResponse_ServingStatus{
+		healthpb.HealthCheckResponse_UNKNOWN,
+		healthpb.HealthCheckResponse_SERVING,
+		healthpb.HealthCheckResponse_NOT_SERVING,
+		healthpb.HealthCheckResponse_SERVICE_UNKNOWN,
+		7,  // a value a newer health.proto might add
+		-1, // negative enums are 10-byte varints
+	}
+	for _, status := range statuses {
+		t.Run(status.String(), func(t *testing.T) {
+			message, err := proto.Marshal(&healthpb.HealthCheckResponse{Status: status})
+			require.NoError(t, err)
+			got, err := probe.DecodeHealthCheckResponse(frame(message))
+			require.NoError(t, err)
+			assert.Equal(t, int32(status), int32(got))
+			if status >= 0 && status <= 3 {
+				assert.Equal(t, status.String(), got.String())
+			}
+		})
+	}
+	t.Run("names of the probe's constants", func(t *testing.T) {
+		assert.Equal(t, healthpb.HealthCheckResponse_SERVING.String(), probe.StatusServing.String())
+		assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING.String(), probe.StatusNotServing.String())
+		assert.Equal(t, healthpb.HealthCheckResponse_SERVICE_UNKNOWN.String(), probe.StatusServiceUnknown.String())
+		assert.Equal(t, healthpb.HealthCheckResponse_UNKNOWN.String(), probe.StatusUnknown.String())
+		assert.Equal(t, "ServingStatus(7)", probe.ServingStatus(7).String())
+	})
+}
+
+func TestDecodeHealthCheckResponseSkipsUnknownFields(t *testing.T) {
+	status := func(b []byte, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.VarintType), v)
+	}
+	unknown := func(b []byte) []byte {
+		b = protowire.AppendVarint(protowire.AppendTag(b, 2, protowire.VarintType), 1<<40)
+		b = protowire.AppendFixed64(protowire.AppendTag(b, 3, protowire.Fixed64Type), 0x0a01020304050607)
+		b = protowire.AppendBytes(protowire.AppendTag(b, 4, protowire.BytesType), []byte{0x08, 0x02, 0x0a})
+		b = protowire.AppendFixed32(protowire.AppendTag(b, 5, protowire.Fixed32Type), 0x08020802)
+		b = protowire.AppendVarint(protowire.AppendTag(b, protowire.MaxValidNumber, protowire.VarintType), 2)
+		return b
+	}
+	tests := []struct {
+		name    string
+		message []byte
+		want    probe.ServingStatus
+	}{
+		{"unknown fields before the status", status(unknown(nil), 1), probe.StatusServing},
+		{"unknown fields after the status", unknown(status(nil, 2)), probe.StatusNotServing},
+		{"only unknown fields", unknown(nil), probe.StatusUnknown},
+		{"status repeated: the last wins", status(status(nil, 2), 1), probe.StatusServing},
+		{"non-minimal varint", []byte{0x08, 0x81, 0x80, 0x00}, probe.StatusServing},
+		{"empty message", nil, probe.StatusUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want healthpb.HealthCheckResponse
+			require.NoError(t, proto.Unmarshal(tt.message, &want), "the test's message must be valid protobuf")
+			require.Equal(t, int32(tt.want), int32(want.GetStatus()), "protobuf disagrees with the test")
+			got, err := probe.DecodeHealthCheckResponse(frame(tt.message))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestDecodeHealthCheckResponseRejectsMalformed(t *testing.T) {
+	long := make([]byte, 5+5000)
+	binary.BigEndian.PutUint32(long[1:5], 5000)
+	tests := []struct {
+		name    string
+		frame   []byte
+		wantErr string
+	}{
+		{"nothing", nil, "shorter than its 5-byte prefix"},
+		{"four bytes", []byte{0, 0, 0, 0}, "shorter than its 5-byte prefix"},
+		{"compressed", []byte{1, 0, 0, 0, 2, 0x08, 0x01}, "compressed"},
+		{"prefix longer than the message", []byte{0, 0, 0, 0, 3, 0x08, 0x01}, "prefix says 3"},
+		{"prefix shorter than the message", []byte{0, 0, 0, 0, 1, 0x08, 0x01}, "prefix says 1"},
+		{"two messages", []byte{0, 0, 0, 0, 2, 0x08, 0x01, 0, 0, 0, 0, 2, 0x08, 0x01}, "prefix says 2"},
+		{"huge prefix", []byte{0, 0xff, 0xff, 0xff, 0xff}, "too long"},
+		{"message over the limit", long, "too long"},
+		{"truncated key", frame([]byte{0x88}), "bad field key"},
+		{"field number 0", frame([]byte{0x00, 0x01}), "field number 0"},
+		{"wire type 3 (group start)", frame([]byte{0x0b}), "wire type 3"},
+		{"wire type 4 (group end)", frame([]byte{0x0c}), "wire type 4"},
+		{"wire type 6", frame([]byte{0x0e, 0x01}), "wire type 6"},
+		{"wire type 7", frame([]byte{0x0f, 0x01}), "wire type 7"},
+		{"truncated status varint", frame([]byte{0x08}), "bad varint"},
+		{"truncated status varint continuation", frame([]byte{0x08, 0x80}), "bad varint"},
+		{"varint over 64 bits", frame([]byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}), "bad varint"},
+		{"truncated fixed64", frame([]byte{0x11, 1, 2, 3}), "truncated"},
+		{"truncated fixed32", frame([]byte{0x15, 1, 2}), "truncated"},
+		{"bytes longer than the message", frame([]byte{0x12, 0x05, 1, 2}), "bad length"},
+		{"bytes with a huge length", frame([]byte{0x12, 0xff, 0xff, 0xff, 0xff, 0x0f}), "bad length"},
+		{"status as bytes", frame([]byte{0x0a, 0x01, 0x01}), "status has wire type 2"},
+		{"status as fixed32", frame([]byte{0x0d, 1, 0, 0, 0}), "status has wire type 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := probe.DecodeHealthCheckResponse(tt.frame)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
