@@ -86,12 +86,11 @@ func main() {
 		os.Exit(64)
 	}
 
-	start := time.Now()
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Fprintf(os.Stderr, "bench: done in %s; report in %s\n", time.Since(start).Round(time.Second), opts.out)
+	progress("done; report in %s", opts.out)
 }
 
 func run(opts options) error {
@@ -160,16 +159,25 @@ func run(opts options) error {
 		return err
 	}
 	rep.load = loadBefore + " → " + loadAverage()
+	rep.notes = append(rep.notes, "Each command runs with PATH as its only environment variable, in a directory that holds ca.crt, client.crt and client.key;"+
+		" CPU and wall time from the harness's wait4, peak RSS from GNU time (the harness's own wait4 would report at least the harness's RSS).")
 
 	if valgrind != "" {
-		callgrindDir := filepath.Join(filepath.Dir(opts.out), "callgrind")
+		// Absolute: callgrind runs in each command's directory.
+		callgrindDir, err := filepath.Abs(filepath.Join(filepath.Dir(opts.out), "callgrind"))
+		if err != nil {
+			return err
+		}
 		if err := os.MkdirAll(callgrindDir, 0o755); err != nil {
 			return err
 		}
 		if err := countAll(rep, bins, valgrind, callgrindDir); err != nil {
 			return err
 		}
-		rep.notes = append(rep.notes, "callgrind's files: "+callgrindDir+" (callgrind_annotate FILE).")
+		rep.notes = append(rep.notes, "Under callgrind, Go programs run with GODEBUG="+valgrindGODEBUG+
+			" (valgrind 3.19 aborts on Go's preemption signals and cannot decode RDTSCP). Self costs by package are exact;"+
+			" callgrind's inclusive costs are not, for Go: goroutine stack switches confuse its call tracking."+
+			" Files: "+callgrindDir+" (callgrind_annotate FILE).")
 	}
 
 	var md bytes.Buffer
@@ -188,7 +196,11 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 		c := res.cmd
 		progress("callgrind: %s %s %s", cmp.Or(c.row, "—"), c.check, c.name)
 		res.callgrindOut = filepath.Join(dir, fileSlug(cmp.Or(c.row, "any")+"-"+c.check+"-"+c.name)+".out")
-		n, err := countInstructions(c, c.path, valgrind, res.callgrindOut)
+		runs := 1
+		if c.name == probeName || c.name == floorName || c.name == noopName {
+			runs = callgrindRuns
+		}
+		n, err := countInstructions(c, c.path, valgrind, res.callgrindOut, runs)
 		if err != nil {
 			return err
 		}
@@ -204,7 +216,7 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 	}{{probe, bins.probeSymbols}, {floor, bins.floorSymbols}} {
 		out := strings.TrimSuffix(sym.res.callgrindOut, ".out") + "-symbols.out"
 		progress("callgrind: %s with symbols", sym.res.cmd.name)
-		if _, err := countInstructions(sym.res.cmd, sym.path, valgrind, out); err != nil {
+		if _, err := countInstructions(sym.res.cmd, sym.path, valgrind, out, 1); err != nil {
 			return err
 		}
 		files = append(files, out)
@@ -334,6 +346,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+var start = time.Now()
+
+// progress tells the user on stderr what the benchmark is doing and how long it has taken so far.
 func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	fmt.Fprintf(os.Stderr, "bench [%s]: "+format+"\n", append([]any{time.Since(start).Round(time.Second)}, args...)...)
 }

@@ -108,23 +108,24 @@ func peakRSS(c *command, timePath, tmpDir string) (int64, error) {
 
 var collectedRE = regexp.MustCompile(`(?m)Collected : (\d+)`)
 
-// callgrindRuns is how many runs under callgrind one instruction count takes the median of. Counts
-// of a Go program vary by some 0.1 M from run to run (how often its idle threads spin depends on
-// timing), a few percent of a check.
+// callgrindRuns is how many runs under callgrind the instruction count of our own programs (probe,
+// floor, noop) takes the median of. Counts of a Go program vary by some 0.1 M from run to run (how
+// often its idle threads spin depends on timing), about 1.5 % of a check. The peers, tens of
+// millions of instructions and several seconds under callgrind each, run once.
 const callgrindRuns = 3
 
 const valgrindGODEBUG = "asyncpreemptoff=1,cpu.rdtscp=off"
 
-// countInstructions runs c's arguments with the binary at path under callgrind callgrindRuns times
-// and returns the median number of instructions executed (all threads). The last run's callgrind
-// file is left at outFile.
+// countInstructions runs c's arguments with the binary at path under callgrind, runs times, and
+// returns the median number of instructions executed (all threads). The last run's callgrind file
+// is left at outFile.
 //
 // Two GODEBUG settings keep Go programs alive under valgrind 3.19 without changing what they do:
 // asyncpreemptoff=1, because callgrind aborts on the runtime's preemption signals (threads.c
 // "sigNum == vgCallgrind_current_state.sig") — signals that only come because valgrind makes every
 // goroutine run tens of times longer than it would — and cpu.rdtscp=off, because valgrind cannot
 // decode RDTSCP, which runtime.cputicks prefers to LFENCE+RDTSC.
-func countInstructions(c *command, path, valgrind, outFile string) (int64, error) {
+func countInstructions(c *command, path, valgrind, outFile string, runs int) (int64, error) {
 	env := append([]string{}, c.env...)
 	if i := slices.IndexFunc(env, func(v string) bool { return strings.HasPrefix(v, "GODEBUG=") }); i >= 0 {
 		env[i] += "," + valgrindGODEBUG
@@ -132,7 +133,7 @@ func countInstructions(c *command, path, valgrind, outFile string) (int64, error
 		env = append(env, "GODEBUG="+valgrindGODEBUG)
 	}
 	args := append([]string{"--tool=callgrind", "--callgrind-out-file=" + outFile, path}, c.args...)
-	counts := make([]int64, callgrindRuns)
+	counts := make([]int64, runs)
 	for i := range counts {
 		cmd := c.exec(valgrind, args...)
 		cmd.Env = append(append([]string{}, commandEnv...), env...)

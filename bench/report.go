@@ -92,8 +92,8 @@ func (r *report) render(w io.Writer) {
 	fmt.Fprintf(w, "### Per-exec cost of one health check\n\n")
 	fmt.Fprintf(w, "%s · %s · %s · health-check at %s · load average %s  \n",
 		r.date.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.goVersion, r.commit, r.load)
-	fmt.Fprintf(w, "`%s` — medians of %d interleaved rounds after %d warm-up rounds; instructions: median of 3 runs under callgrind\n\n",
-		r.command, r.rounds, r.warmup)
+	fmt.Fprintf(w, "`%s` — medians of %d interleaved rounds after %d warm-up rounds; instructions under callgrind (median of %d runs for our programs, one for the peers)\n\n",
+		r.command, r.rounds, r.warmup, callgrindRuns)
 
 	fmt.Fprintln(w, "| certificates | check | command | CPU user+sys | of which sys | wall | peak RSS | instructions |")
 	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
