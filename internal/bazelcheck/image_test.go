@@ -1,0 +1,190 @@
+package bazelcheck
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bazelbuild/buildtools/build"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
+)
+
+// goarchToCPU maps a GOARCH (and OCI architecture) to the @platforms cpu constraint of it.
+var goarchToCPU = map[string]string{
+	"amd64": "@platforms//cpu:x86_64",
+	"arm64": "@platforms//cpu:arm64",
+}
+
+// mtreeKeywordRE is one keyword=value of an mtree line; a value may be a $(execpath ...) that Bazel
+// expands before bsdtar reads the line.
+var mtreeKeywordRE = regexp.MustCompile(`([a-z]+)=(\$\([^)]*\)|\S+)`)
+
+type linuxPlatform struct{ arch, cpu string }
+
+// linuxPlatforms reads LINUX_PLATFORMS from images/defs.bzl, in order.
+func linuxPlatforms(t *testing.T) []linuxPlatform {
+	t.Helper()
+	f, err := parseFile(filepath.Join(repoRoot(t), "images", "defs.bzl"))
+	require.NoError(t, err)
+	for _, stmt := range f.Stmt {
+		a, ok := stmt.(*build.AssignExpr)
+		if !ok || literal(a.LHS) != "LINUX_PLATFORMS" {
+			continue
+		}
+		dict, ok := a.RHS.(*build.DictExpr)
+		require.True(t, ok, "LINUX_PLATFORMS is a dict literal")
+		var out []linuxPlatform
+		for _, kv := range dict.List {
+			call, ok := kv.Value.(*build.CallExpr)
+			require.True(t, ok && calleeName(call) == "Label" && len(call.List) == 1, "LINUX_PLATFORMS values are Label(...)")
+			out = append(out, linuxPlatform{arch: literal(kv.Key), cpu: literal(call.List[0])})
+		}
+		return out
+	}
+	require.Fail(t, "images/defs.bzl defines no LINUX_PLATFORMS")
+	return nil
+}
+
+// imagesCall returns the call in images/BUILD.bazel that makes the named target.
+func imagesCall(t *testing.T, name string) *build.CallExpr {
+	t.Helper()
+	p, ok := loadModules(t)[rootModuleName].packages["images"]
+	require.True(t, ok, "images/BUILD.bazel")
+	for _, call := range ruleCalls(p.file) {
+		if stringArg(call, "name") == name {
+			return call
+		}
+	}
+	require.Fail(t, "images/BUILD.bazel has no target "+name)
+	return nil
+}
+
+// TestPlatformsFollowImageSpec: the index's platforms are imagespec.Architectures, in order, each
+// with the right cpu constraint; the image's architecture select is made from the same table.
+func TestPlatformsFollowImageSpec(t *testing.T) {
+	platforms := linuxPlatforms(t)
+	var arches []string
+	for _, p := range platforms {
+		arches = append(arches, p.arch)
+		assert.Equal(t, goarchToCPU[p.arch], p.cpu, "LINUX_PLATFORMS[%q]", p.arch)
+	}
+	assert.Equal(t, imagespec.Architectures, arches, "images/defs.bzl LINUX_PLATFORMS, in index order")
+
+	index := imagesCall(t, "index")
+	assert.Equal(t, "oci_image_index", calleeName(index))
+	assert.Equal(t, []string{":image"}, stringList(kwarg(index, "images")))
+	assert.Equal(t, "INDEX_PLATFORMS", literal(kwarg(index, "platforms")), "the index uses the platforms made from LINUX_PLATFORMS")
+}
+
+// TestImageFollowsImageSpec: the Bazel image has the shape internal/imagespec gives the Go-native
+// build: user, entrypoint, os, created, and exactly one layer entry with the probe's path, mode,
+// owner and mtime.
+func TestImageFollowsImageSpec(t *testing.T) {
+	root := repoRoot(t)
+
+	image := imagesCall(t, "image")
+	assert.Equal(t, "scratch_image", calleeName(image))
+	assert.Equal(t, imagespec.User, stringArg(image, "user"))
+	assert.Equal(t, imagespec.Entrypoint, stringList(kwarg(image, "entrypoint")))
+	assert.Equal(t, []string{":layer"}, stringList(kwarg(image, "tars")), "the image is the layer alone")
+	assert.Nil(t, kwarg(image, "base"), "no base image: scratch")
+
+	// scratch_image (images/defs.bzl) sets os; architecture follows the target platform.
+	defs, err := parseFile(filepath.Join(root, "images", "defs.bzl"))
+	require.NoError(t, err)
+	var inner *build.CallExpr
+	build.Walk(defs, func(x build.Expr, stk []build.Expr) {
+		if call, ok := x.(*build.CallExpr); ok && calleeName(call) == "oci_image" {
+			inner = call
+		}
+	})
+	require.NotNil(t, inner, "scratch_image calls oci_image")
+	assert.Equal(t, imagespec.OS, stringArg(inner, "os"))
+	assert.Equal(t, "oci_architecture()", build.FormatString(kwarg(inner, "architecture")))
+
+	created := stringArg(image, "created")
+	require.NotEmpty(t, created, "a fixed created time from a checked-in file")
+	data, err := os.ReadFile(filepath.Join(root, "images", created))
+	require.NoError(t, err)
+	// rules_oci reads the file raw (jq --rawfile): a trailing newline would end up in the config.
+	assert.Equal(t, strings.TrimSpace(string(data)), string(data), "images/%s must not end with a newline", created)
+	when, err := time.Parse(time.RFC3339, string(data))
+	require.NoError(t, err)
+	assert.Equal(t, time.Unix(imagespec.DefaultSourceDateEpoch, 0).UTC(), when.UTC(), "created, as the Go-native build")
+
+	layer := imagesCall(t, "layer")
+	assert.Equal(t, "tar", calleeName(layer))
+	assert.Equal(t, []string{"//cmd/health-check"}, stringList(kwarg(layer, "srcs")))
+	assert.True(t, strings.HasSuffix(imagespec.LayerMediaType, "+gzip"))
+	assert.Equal(t, "gzip", stringArg(layer, "compress"), "layer media type %s", imagespec.LayerMediaType)
+	assert.Nil(t, kwarg(layer, "include_runfiles"), "explicit mtree lines list every entry")
+	mtree := stringList(kwarg(layer, "mtree"))
+	require.Len(t, mtree, 1, "the layer holds exactly one entry")
+	entry, rest, _ := strings.Cut(mtree[0], " ")
+	assert.Equal(t, imagespec.LayerEntryName, entry)
+	assert.Equal(t, strings.TrimPrefix(imagespec.BinaryPath, "/"), entry)
+	keywords := map[string]string{}
+	for _, kw := range mtreeKeywordRE.FindAllStringSubmatch(rest, -1) {
+		keywords[kw[1]] = kw[2]
+	}
+	assert.Empty(t, strings.TrimSpace(mtreeKeywordRE.ReplaceAllString(rest, "")), "every part of the mtree line is a keyword=value")
+	assert.Equal(t, map[string]string{
+		"uid":     strconv.Itoa(imagespec.OwnerUID),
+		"gid":     strconv.Itoa(imagespec.OwnerGID),
+		"time":    strconv.FormatInt(imagespec.DefaultSourceDateEpoch, 10),
+		"mode":    fmt.Sprintf("%04o", imagespec.BinaryMode),
+		"type":    "file",
+		"content": "$(execpath //cmd/health-check)",
+	}, keywords)
+
+	// The public targets are the ones the README and examples/downstream name.
+	for _, name := range []string{"layer", "image", "index"} {
+		assert.Equal(t, []string{"//visibility:public"}, stringList(kwarg(imagesCall(t, name), "visibility")), name)
+	}
+}
+
+// TestProbeBinaryIsStaticAndStamped: the go_binary that goes into the layer is pure Go, static,
+// stripped, built from imagespec.ProbePackage, and stamps imagespec.VersionSymbol.
+func TestProbeBinaryIsStaticAndStamped(t *testing.T) {
+	p, ok := loadModules(t)[rootModuleName].packages["cmd/health-check"]
+	require.True(t, ok)
+	var bin, lib *build.CallExpr
+	for _, call := range ruleCalls(p.file) {
+		switch calleeName(call) {
+		case "go_binary":
+			bin = call
+		case "go_library":
+			lib = call
+		}
+	}
+	require.NotNil(t, bin)
+	require.NotNil(t, lib)
+	assert.Equal(t, "health-check", stringArg(bin, "name"))
+	assert.Equal(t, imagespec.ProbePackage, stringArg(lib, "importpath"))
+	assert.Equal(t, "on", stringArg(bin, "pure"))
+	assert.Equal(t, "on", stringArg(bin, "static"))
+	assert.Subset(t, stringList(kwarg(bin, "gc_linkopts")), []string{"-s", "-w"})
+	assert.Nil(t, kwarg(bin, "goos"), "platforms decide")
+	assert.Nil(t, kwarg(bin, "goarch"), "platforms decide")
+	xdefs, ok := kwarg(bin, "x_defs").(*build.DictExpr)
+	require.True(t, ok, "x_defs is a dict literal")
+	require.Len(t, xdefs.List, 1)
+	assert.Equal(t, imagespec.VersionSymbol, literal(xdefs.List[0].Key))
+	assert.Equal(t, "{STABLE_VERSION}", literal(xdefs.List[0].Value), "stamped from images/workspace_status.sh under --config=release")
+
+	status, err := os.ReadFile(filepath.Join(repoRoot(t), "images", "workspace_status.sh"))
+	require.NoError(t, err)
+	assert.Contains(t, string(status), "STABLE_VERSION")
+	rc, err := os.ReadFile(filepath.Join(repoRoot(t), ".bazelrc"))
+	require.NoError(t, err)
+	assert.Contains(t, string(rc), "build:release --stamp")
+	assert.Contains(t, string(rc), "build:release --workspace_status_command=images/workspace_status.sh")
+}

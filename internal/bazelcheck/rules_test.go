@@ -1,0 +1,514 @@
+package bazelcheck
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/bazelbuild/buildtools/build"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/modfile"
+)
+
+// goRuleModules are the Bazel modules that are also Go modules: go.mod requires them at the same
+// version MODULE.bazel pins, and their .bzl files are read from the Go module cache.
+var goRuleModules = map[string]string{
+	"rules_go": "github.com/bazelbuild/rules_go",
+	"gazelle":  "github.com/bazelbuild/bazel-gazelle",
+}
+
+// goRuleSources names the file that declares the attributes of each rules_go / gazelle symbol we
+// call (the public .bzl re-exports it).
+var goRuleSources = map[string]map[string][]string{
+	"rules_go": {
+		"go_binary":  {"go/private/rules/binary.bzl"},
+		"go_library": {"go/private/rules/library.bzl"},
+		"go_test":    {"go/private/rules/test.bzl"},
+	},
+	"gazelle": {
+		"gazelle": {"def.bzl"},
+	},
+}
+
+// commonAttrs are Bazel's attributes of every rule, executable rule and test rule
+// (https://bazel.build/reference/be/common-definitions).
+var commonAttrs = map[string]bool{
+	"name": true, "visibility": true, "tags": true, "testonly": true, "deprecation": true,
+	"features": true, "compatible_with": true, "target_compatible_with": true,
+	"exec_compatible_with": true, "exec_properties": true, "restricted_to": true,
+	"toolchains": true, "licenses": true, "package_metadata": true, "applicable_licenses": true,
+	"aspect_hints": true, "exec_group_compatible_with": true,
+	// executable and test rules
+	"args": true, "env": true, "output_licenses": true,
+	"size": true, "timeout": true, "flaky": true, "shard_count": true, "local": true, "env_inherit": true,
+}
+
+type ruleFacts struct {
+	Modules map[string]struct {
+		Version    string `json:"version"`
+		Repository string `json:"repository"`
+		Tag        string `json:"tag"`
+		// Files: .bzl file in the module -> symbol -> facts.
+		Files map[string]map[string]symbolFacts `json:"files"`
+	} `json:"modules"`
+}
+
+type symbolFacts struct {
+	Read       []string             `json:"read"`
+	Executable bool                 `json:"executable"`
+	Attrs      map[string]attrFacts `json:"attrs"`
+}
+
+type attrFacts struct {
+	Mandatory bool     `json:"mandatory"`
+	Values    []string `json:"values"`
+}
+
+func loadRuleFacts(t *testing.T) ruleFacts {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "internal", "bazelcheck", "testdata", "rule_facts.json"))
+	require.NoError(t, err)
+	var facts ruleFacts
+	require.NoError(t, json.Unmarshal(data, &facts))
+	require.NotEmpty(t, facts.Modules)
+	return facts
+}
+
+// bazelDeps maps each bazel_dep of a MODULE.bazel to its version.
+func bazelDeps(m *bazelModule) map[string]string {
+	deps := map[string]string{}
+	for _, stmt := range m.file.Stmt {
+		if call, _ := callOf(stmt); call != nil && calleeName(call) == "bazel_dep" {
+			deps[stringArg(call, "name")] = stringArg(call, "version")
+		}
+	}
+	return deps
+}
+
+func goModRequirements(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
+	require.NoError(t, err)
+	mf, err := modfile.Parse("go.mod", data, nil)
+	require.NoError(t, err)
+	reqs := map[string]string{}
+	for _, r := range mf.Require {
+		reqs[r.Mod.Path] = r.Mod.Version
+	}
+	return reqs
+}
+
+// TestVersionsAgree: the rules_go and gazelle versions in MODULE.bazel are the ones go.mod
+// requires (gazelle's go_deps also insists on it), the facts table was read at the versions
+// MODULE.bazel pins, and the downstream example uses the same versions as we do.
+func TestVersionsAgree(t *testing.T) {
+	mods := loadModules(t)
+	root := mods[rootModuleName]
+	deps := bazelDeps(root)
+	reqs := goModRequirements(t)
+	for bazelName, goPath := range goRuleModules {
+		require.Contains(t, deps, bazelName, "MODULE.bazel bazel_dep")
+		require.Contains(t, reqs, goPath, "go.mod require")
+		assert.Equal(t, "v"+deps[bazelName], reqs[goPath], "%s: MODULE.bazel and go.mod (%s) disagree", bazelName, goPath)
+	}
+	for name, m := range loadRuleFacts(t).Modules {
+		assert.Equal(t, m.Version, deps[name], "rule_facts.json was read at %s %s, MODULE.bazel pins %s", name, m.Tag, deps[name])
+	}
+	for name, version := range bazelDeps(mods["downstream_example"]) {
+		if v, ok := deps[name]; ok {
+			assert.Equal(t, v, version, "examples/downstream/MODULE.bazel %s", name)
+		}
+	}
+	assert.Contains(t, bazelDeps(mods["downstream_example"]), rootModuleName)
+}
+
+// origin is where a loaded symbol comes from.
+type origin struct {
+	module string // Bazel module name
+	file   string // path of the .bzl file in that module
+	symbol string // name in that file
+}
+
+// loadsOf maps every name a file loads to its origin, checking each load on the way: the
+// repository is visible from the module, the file exists, ends in .bzl, and defines the public
+// symbol at the pinned version.
+func loadsOf(t *testing.T, mods map[string]*bazelModule, m *bazelModule, rel string, f *build.File) map[string]origin {
+	t.Helper()
+	facts := loadRuleFacts(t)
+	loaded := map[string]origin{}
+	pkg := path.Dir(rel)
+	if pkg == "." {
+		pkg = ""
+	}
+	for _, stmt := range f.Stmt {
+		load, ok := stmt.(*build.LoadStmt)
+		if !ok {
+			continue
+		}
+		where := fmt.Sprintf("%s:%d: load(%q)", f.Path, load.Load.Line, load.Module.Value)
+		l, err := parseLabel(load.Module.Value, pkg)
+		if !assert.NoError(t, err, where) {
+			continue
+		}
+		if !assert.True(t, strings.HasSuffix(l.name, ".bzl"), "%s: not a .bzl file", where) {
+			continue
+		}
+		moduleName := m.name
+		if l.repo != "" {
+			var visible bool
+			moduleName, visible = m.repos[l.repo]
+			if !assert.True(t, visible, "%s: @%s is not visible from module %s", where, l.repo, m.name) {
+				continue
+			}
+		}
+		file := path.Join(l.pkg, l.name)
+		for i, from := range load.From {
+			o := origin{module: moduleName, file: file, symbol: from.Name}
+			loaded[load.To[i].Name] = o
+			assert.False(t, strings.HasPrefix(from.Name, "_"), "%s: %s is private", where, from.Name)
+			switch target, ours := mods[moduleName]; {
+			case ours:
+				p, ok := target.packages[l.pkg]
+				if assert.True(t, ok, "%s: no package //%s", where, l.pkg) {
+					_ = p
+					assert.True(t, topLevelNames(t, filepath.Join(target.dir, file))[from.Name], "%s: %s is not defined there", where, from.Name)
+				}
+			case goRuleModules[moduleName] != "":
+				dir, _ := goModuleDir(t, goRuleModules[moduleName])
+				assert.True(t, topLevelNames(t, filepath.Join(dir, file))[from.Name],
+					"%s: %s is not defined in %s at the version go.mod requires", where, from.Name, goRuleModules[moduleName])
+			default:
+				mf, ok := facts.Modules[moduleName]
+				if !assert.True(t, ok, "%s: no source to check loads from module %s: add it to testdata/rule_facts.json", where, moduleName) {
+					continue
+				}
+				assert.Contains(t, mf.Files[file], from.Name, "%s: %s is not in rule_facts.json for %s", where, from.Name, file)
+			}
+		}
+	}
+	return loaded
+}
+
+// topLevelNames are the names a .bzl file defines: functions and assignments (loaded names are not
+// re-exported by Bazel).
+func topLevelNames(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	if !assert.FileExists(t, file) {
+		return names
+	}
+	f, err := parseFile(file)
+	require.NoError(t, err)
+	for _, stmt := range f.Stmt {
+		switch s := stmt.(type) {
+		case *build.DefStmt:
+			names[s.Name] = true
+		case *build.AssignExpr:
+			if id, ok := s.LHS.(*build.Ident); ok {
+				names[id.Name] = true
+			}
+		}
+	}
+	return names
+}
+
+// TestLoadsNameExistingSymbols checks every load() of every Bazel file in both modules.
+func TestLoadsNameExistingSymbols(t *testing.T) {
+	mods := loadModules(t)
+	n := 0
+	for _, m := range mods {
+		for rel, f := range m.bzlFiles(t) {
+			n += len(loadsOf(t, mods, m, rel, f))
+		}
+	}
+	assert.Greater(t, n, 10)
+}
+
+var attrDeclRE = regexp.MustCompile(`"([a-z_][a-z0-9_]*)"\s*:\s*attr\.`)
+
+// allowedAttrs is what a call of the symbol may pass, with the facts of each.
+func allowedAttrs(t *testing.T, mods map[string]*bazelModule, o origin) (map[string]attrFacts, bool) {
+	t.Helper()
+	if files, ok := goRuleSources[o.module]; ok {
+		srcs, ok := files[o.symbol]
+		if !ok {
+			return nil, false
+		}
+		dir, _ := goModuleDir(t, goRuleModules[o.module])
+		attrs := map[string]attrFacts{}
+		for _, src := range srcs {
+			data, err := os.ReadFile(filepath.Join(dir, src))
+			require.NoError(t, err)
+			for _, m := range attrDeclRE.FindAllStringSubmatch(string(data), -1) {
+				if !strings.HasPrefix(m[1], "_") {
+					attrs[m[1]] = attrFacts{}
+				}
+			}
+		}
+		return attrs, true
+	}
+	if m, ok := mods[o.module]; ok {
+		return ourMacroAttrs(t, mods, m, o)
+	}
+	facts := loadRuleFacts(t).Modules[o.module]
+	sf, ok := facts.Files[o.file][o.symbol]
+	return sf.Attrs, ok
+}
+
+// ourMacroAttrs derives a macro's accepted arguments from its def: its parameters, and when it
+// forwards **kwargs to a rule or macro, that callee's attributes minus the ones it sets itself.
+func ourMacroAttrs(t *testing.T, mods map[string]*bazelModule, m *bazelModule, o origin) (map[string]attrFacts, bool) {
+	t.Helper()
+	file := filepath.Join(m.dir, o.file)
+	f, err := parseFile(file)
+	require.NoError(t, err)
+	loads := loadsOf(t, mods, m, o.file, f)
+	for _, stmt := range f.Stmt {
+		def, ok := stmt.(*build.DefStmt)
+		if !ok || def.Name != o.symbol {
+			continue
+		}
+		attrs := map[string]attrFacts{}
+		kwargsName := ""
+		for _, p := range def.Params {
+			switch x := p.(type) {
+			case *build.Ident:
+				attrs[x.Name] = attrFacts{Mandatory: x.Name != "name"}
+			case *build.AssignExpr:
+				attrs[x.LHS.(*build.Ident).Name] = attrFacts{}
+			case *build.UnaryExpr:
+				if x.Op == "**" {
+					kwargsName = x.X.(*build.Ident).Name
+				}
+			}
+		}
+		if kwargsName == "" {
+			return attrs, true
+		}
+		build.Walk(def, func(x build.Expr, _ []build.Expr) {
+			call, ok := x.(*build.CallExpr)
+			if !ok {
+				return
+			}
+			forwards := false
+			for _, arg := range call.List {
+				if u, ok := arg.(*build.UnaryExpr); ok && u.Op == "**" && literal(u.X) == kwargsName {
+					forwards = true
+				}
+			}
+			callee, known := loads[calleeName(call)]
+			if !forwards || !known {
+				return
+			}
+			inner, ok := allowedAttrs(t, mods, callee)
+			require.True(t, ok, "%s: %s forwards to %s, which has no facts", file, o.symbol, calleeName(call))
+			set := map[string]bool{}
+			for _, k := range kwargNames(call) {
+				set[k] = true
+			}
+			for k, v := range inner {
+				if _, own := attrs[k]; !set[k] && !own {
+					attrs[k] = v
+				}
+			}
+		})
+		return attrs, true
+	}
+	return nil, false
+}
+
+// TestRuleCallsUseKnownAttributes holds every call of a loaded rule or macro, in BUILD and .bzl
+// files, to the attributes the pinned source declares: no unknown or private attribute, every
+// mandatory one given, and literal values among the accepted ones.
+func TestRuleCallsUseKnownAttributes(t *testing.T) {
+	mods := loadModules(t)
+	calls := 0
+	for _, m := range mods {
+		for rel, f := range m.bzlFiles(t) {
+			loads := loadsOf(t, mods, m, rel, f)
+			build.Walk(f, func(x build.Expr, _ []build.Expr) {
+				call, ok := x.(*build.CallExpr)
+				if !ok {
+					return
+				}
+				o, ok := loads[calleeName(call)]
+				if !ok {
+					return
+				}
+				attrs, ok := allowedAttrs(t, mods, o)
+				if !ok {
+					return // a function, not a rule (e.g. mutate, select helpers)
+				}
+				calls++
+				where := fmt.Sprintf("%s:%d: %s(name = %q)", f.Path, call.Pos.Line, calleeName(call), stringArg(call, "name"))
+				given := map[string]bool{}
+				for _, key := range kwargNames(call) {
+					given[key] = true
+					af, known := attrs[key]
+					if !assert.True(t, known || commonAttrs[key], "%s: %s is not an attribute of %s (%s)", where, key, o.symbol, o.file) {
+						continue
+					}
+					if len(af.Values) > 0 {
+						if v := kwarg(call, key); isLiteral(v) {
+							assert.Contains(t, af.Values, literal(v), "%s: %s", where, key)
+						}
+					}
+				}
+				hasKwargs := false
+				for _, arg := range call.List {
+					if u, ok := arg.(*build.UnaryExpr); ok && u.Op == "**" {
+						hasKwargs = true
+					}
+				}
+				for _, key := range sortedKeys(attrs) {
+					if attrs[key].Mandatory && !hasKwargs {
+						assert.True(t, given[key], "%s: mandatory attribute %s missing", where, key)
+					}
+				}
+			})
+		}
+	}
+	assert.Greater(t, calls, 10)
+}
+
+func isLiteral(x build.Expr) bool {
+	switch x.(type) {
+	case *build.StringExpr, *build.LiteralExpr, *build.UnaryExpr:
+		return true
+	}
+	return false
+}
+
+// TestGoDepsRepositories: MODULE.bazel's use_repo lists name exactly the Go module repositories
+// the BUILD files use; the ones the probe binary needs (everything reachable from //images:layer)
+// are not dev dependencies, so that other modules can build the layer.
+func TestGoDepsRepositories(t *testing.T) {
+	m := loadModules(t)[rootModuleName]
+	used := map[string]bool{}
+	for _, p := range m.packages {
+		build.Walk(p.file, func(x build.Expr, _ []build.Expr) {
+			if s, ok := x.(*build.StringExpr); ok && strings.HasPrefix(s.Value, "@") {
+				if l, err := parseLabel(s.Value, p.path); err == nil && m.repos[l.repo] == "" && l.repo != "" {
+					used[l.repo] = true
+				}
+			}
+		})
+	}
+	needed := reposReachableFrom(t, m, label{pkg: "images", name: "layer"})
+	var listed []string
+	for proxy, repos := range m.useRepos {
+		if strings.HasPrefix(proxy, "go_deps") {
+			listed = append(listed, repos...)
+		}
+	}
+	sort.Strings(listed)
+	assert.Equal(t, sortedKeys(used), listed, "use_repo(go_deps...) in MODULE.bazel: the repositories the BUILD files name")
+	for repo := range needed {
+		assert.False(t, m.devRepos[repo], "@%s: the probe needs it, so it must not be a dev dependency", repo)
+	}
+	for _, repo := range listed {
+		if !needed[repo] {
+			assert.True(t, m.devRepos[repo], "@%s: only tests and tools use it: list it in the dev_dependency use_repo", repo)
+		}
+	}
+}
+
+// reposReachableFrom follows the label attributes from start through the packages of m and
+// returns the external repositories it reaches.
+func reposReachableFrom(t *testing.T, m *bazelModule, start label) map[string]bool {
+	t.Helper()
+	repos := map[string]bool{}
+	seen := map[label]bool{}
+	queue := []label{start}
+	for len(queue) > 0 {
+		l := queue[0]
+		queue = queue[1:]
+		if seen[l] {
+			continue
+		}
+		seen[l] = true
+		if l.repo != "" {
+			if m.repos[l.repo] == "" {
+				repos[l.repo] = true
+			}
+			continue
+		}
+		p, ok := m.packages[l.pkg]
+		if !ok {
+			continue
+		}
+		for _, call := range ruleCalls(p.file) {
+			if stringArg(call, "name") != l.name {
+				continue
+			}
+			for _, key := range kwargNames(call) {
+				if !labelAttrs[key] {
+					continue
+				}
+				build.Walk(kwarg(call, key), func(x build.Expr, _ []build.Expr) {
+					if s, ok := x.(*build.StringExpr); ok {
+						if next, err := parseLabel(s.Value, l.pkg); err == nil {
+							queue = append(queue, next)
+						}
+					}
+				})
+			}
+		}
+	}
+	require.True(t, seen[label{pkg: "cmd/health-check", name: "health-check"}], "the walk from %s reaches the probe", start)
+	return repos
+}
+
+// TestRuleFactsMatchMirrors re-reads rule_facts.json's claims from the rules' own repositories
+// where bare git mirrors of them exist (BZLCHECK_MIRRORS, as the search tool's fetch leaves
+// them); without mirrors it skips: CI holds the BUILD files to the table, and this test holds the
+// table to the source when someone updates it.
+func TestRuleFactsMatchMirrors(t *testing.T) {
+	mirrors := os.Getenv("BZLCHECK_MIRRORS")
+	if mirrors == "" {
+		t.Skip("BZLCHECK_MIRRORS is not set: no rule sources to re-read the facts from")
+	}
+	for name, mf := range loadRuleFacts(t).Modules {
+		gitDir := filepath.Join(mirrors, strings.ReplaceAll(strings.TrimPrefix(mf.Repository, "github.com/"), "/", "+"), "repo")
+		if !dirExists(gitDir) {
+			t.Logf("%s: no mirror at %s", name, gitDir)
+			continue
+		}
+		show := func(file string) string {
+			out, err := exec.Command("git", "--git-dir", gitDir, "show", mf.Tag+":"+file).Output()
+			require.NoError(t, err, "git show %s:%s in %s", mf.Tag, file, gitDir)
+			return string(out)
+		}
+		for file, symbols := range mf.Files {
+			public := show(file)
+			for symbol, sf := range symbols {
+				assert.Regexp(t, `(?m)^(def `+regexp.QuoteMeta(symbol)+`\(|`+regexp.QuoteMeta(symbol)+` = )`, public, "%s %s: %s", name, file, symbol)
+				var sources strings.Builder
+				for _, r := range sf.Read {
+					sources.WriteString(show(r))
+				}
+				for attr, af := range sf.Attrs {
+					re := `("` + attr + `"\s*:\s*attr\.|\b` + attr + `\s*=)`
+					assert.Regexp(t, re, sources.String(), "%s@%s %s: attribute %s not declared in %v", name, mf.Tag, symbol, attr, sf.Read)
+					for _, v := range af.Values {
+						if _, err := strconv.Atoi(v); err == nil {
+							v = `[\[ ,]` + regexp.QuoteMeta(v) + `[\],]` // an attr.int's values are bare, in a list
+						} else {
+							v = regexp.QuoteMeta(strconv.Quote(v))
+						}
+						assert.Regexp(t, v, sources.String(), "%s %s.%s: value %s", name, symbol, attr, v)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,39 @@
+package bazelcheck
+
+import (
+	"errors"
+	"os/exec"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// goTool runs `go tool NAME ARGS...` (a tool line of go.mod) in the repository root.
+func goTool(t *testing.T, name string, args ...string) (output string, exitCode int) {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"tool", name}, args...)...)
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return string(out), exit.ExitCode()
+	}
+	require.NoError(t, err, "go tool %s: %s", name, out)
+	return string(out), 0
+}
+
+// TestBuildifier: every BUILD, .bzl, MODULE.bazel and WORKSPACE file (examples/downstream's too) is
+// formatted, and buildifier's lint finds nothing. Fix with `go tool buildifier -lint=fix -r .`.
+func TestBuildifier(t *testing.T) {
+	out, code := goTool(t, "buildifier", "-mode=check", "-lint=warn", "-r", ".")
+	assert.Equal(t, 0, code, "go tool buildifier -mode=check -lint=warn -r . reports:\n%s", out)
+}
+
+// TestGazelleUpToDate: the Go packages' BUILD files are what gazelle generates from the sources
+// and the root BUILD.bazel's directives. Fix with `go tool gazelle`.
+func TestGazelleUpToDate(t *testing.T) {
+	out, code := goTool(t, "gazelle", "-mode=diff")
+	assert.Equal(t, 0, code, "go tool gazelle -mode=diff wants these changes (run `go tool gazelle`):\n%s", out)
+	assert.Empty(t, out)
+}
