@@ -43,72 +43,140 @@ type command struct {
 	dir   string // working directory: the certRow's dir, where the certificate files are
 }
 
-// String is the command line as the report shows it: binary base name and arguments.
+// String is the command line as the report shows it: binary base name (the baseline's name for
+// the baseline probe) and arguments.
 func (c *command) String() string {
-	parts := append([]string{filepath.Base(c.path)}, c.args...)
+	bin := filepath.Base(c.path)
+	if strings.HasPrefix(c.name, bin+"@") {
+		bin = c.name
+	}
+	parts := append([]string{bin}, c.args...)
 	if len(c.env) > 0 {
 		parts = append(append([]string{}, c.env...), parts...)
 	}
 	return strings.Join(parts, " ")
 }
 
-// binaries are the programs under test.
+// binaries are the programs under test; a path is "" when its program is not measured.
 type binaries struct {
 	probe, floor, noop, curl, grpcHealthProbe string
-	// Unstripped builds of the probe and the floor, same code, with symbols for callgrind's
-	// per-function costs; nil when callgrind is skipped.
-	probeSymbols, floorSymbols string
+	// A probe built from another revision, measured beside the current one (-baseline).
+	baseline, baselineName string
+	// Unstripped builds, same code, with symbols for callgrind's per-package costs (-symbols
+	// builds only when callgrind runs).
+	probeSymbols, floorSymbols, baselineSymbols string
 }
 
-// buildBinaries builds the probe, the floor and noop as shipped into binDir, installs
-// grpc-health-probe the same way and finds curl.
-func buildBinaries(moduleDir, binDir string, withSymbols bool) (*binaries, error) {
+// A buildPlan says which programs to build or find.
+type buildPlan struct {
+	moduleDir string // the repository root
+	binDir    string
+	srcDir    string // where a baseline's source is unpacked
+	symbols   bool   // also build unstripped copies for callgrind
+	peers     bool   // install grpc-health-probe and find curl
+	baseline  string // a git revision, or ""
+}
+
+// withSymbolsFlags build the same code as shipFlags, keeping the symbol table and DWARF.
+var withSymbolsFlags = []string{"-trimpath", "-ldflags=-buildid="}
+
+// buildBinaries builds the probe, the floor and noop as shipped, the baseline probe when asked,
+// installs grpc-health-probe the same way and finds curl.
+func buildBinaries(plan buildPlan) (*binaries, error) {
 	b := &binaries{
-		probe: filepath.Join(binDir, probeName),
-		floor: filepath.Join(binDir, floorName),
-		noop:  filepath.Join(binDir, noopName),
+		probe: filepath.Join(plan.binDir, probeName),
+		floor: filepath.Join(plan.binDir, floorName),
+		noop:  filepath.Join(plan.binDir, noopName),
 	}
-	builds := []struct{ out, pkg string }{
-		{b.probe, "./cmd/health-check"},
-		{b.floor, "./bench/floor"},
-		{b.noop, "./bench/noop"},
+	type build struct{ dir, out, pkg string }
+	builds := []build{
+		{plan.moduleDir, b.probe, "./cmd/health-check"},
+		{plan.moduleDir, b.floor, "./bench/floor"},
+		{plan.moduleDir, b.noop, "./bench/noop"},
 	}
-	for _, build := range builds {
-		if err := goBuild(moduleDir, build.out, build.pkg, shipFlags); err != nil {
+	var symbolBuilds []build
+	if plan.symbols {
+		b.probeSymbols = filepath.Join(plan.binDir, "symbols", probeName)
+		b.floorSymbols = filepath.Join(plan.binDir, "symbols", floorName)
+		symbolBuilds = append(symbolBuilds,
+			build{plan.moduleDir, b.probeSymbols, "./cmd/health-check"},
+			build{plan.moduleDir, b.floorSymbols, "./bench/floor"})
+	}
+	if plan.baseline != "" {
+		if err := unpackRevision(plan.moduleDir, plan.baseline, plan.srcDir); err != nil {
+			return nil, err
+		}
+		b.baselineName = probeName + "@" + plan.baseline
+		b.baseline = filepath.Join(plan.binDir, "baseline", probeName)
+		builds = append(builds, build{plan.srcDir, b.baseline, "./cmd/health-check"})
+		if plan.symbols {
+			b.baselineSymbols = filepath.Join(plan.binDir, "baseline-symbols", probeName)
+			symbolBuilds = append(symbolBuilds, build{plan.srcDir, b.baselineSymbols, "./cmd/health-check"})
+		}
+	}
+	for _, bd := range builds {
+		if err := goBuild(bd.dir, bd.out, bd.pkg, shipFlags); err != nil {
 			return nil, err
 		}
 	}
-	if withSymbols {
-		b.probeSymbols = filepath.Join(binDir, "symbols", probeName)
-		b.floorSymbols = filepath.Join(binDir, "symbols", floorName)
-		for _, build := range []struct{ out, pkg string }{{b.probeSymbols, "./cmd/health-check"}, {b.floorSymbols, "./bench/floor"}} {
-			if err := goBuild(moduleDir, build.out, build.pkg, []string{"-trimpath", "-ldflags=-buildid="}); err != nil {
-				return nil, err
-			}
+	for _, bd := range symbolBuilds {
+		if err := goBuild(bd.dir, bd.out, bd.pkg, withSymbolsFlags); err != nil {
+			return nil, err
 		}
+	}
+	if !plan.peers {
+		return b, nil
 	}
 
 	// go install with a version ignores the current module; run it outside anyway.
 	install := exec.Command("go", "install", shipFlags[0], shipFlags[1], grpcHealthProbeModule)
-	install.Dir = binDir
-	install.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+binDir)
+	install.Dir = plan.binDir
+	install.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+plan.binDir)
 	if err := runQuiet(install); err != nil {
 		return nil, err
 	}
-	b.grpcHealthProbe = filepath.Join(binDir, ghpName)
+	b.grpcHealthProbe = filepath.Join(plan.binDir, ghpName)
 
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		return nil, fmt.Errorf("curl is needed as a peer (apt-get install -y curl): %w", err)
+		return nil, fmt.Errorf("curl is needed as a peer (apt-get install -y curl, or -peers=false): %w", err)
 	}
 	b.curl = curl
 	return b, nil
 }
 
-func goBuild(moduleDir, out, pkg string, flags []string) error {
+// unpackRevision writes the tree of a git revision into dir (git archive | tar -x), leaving the
+// repository, its index and its work tree alone.
+func unpackRevision(moduleDir, rev, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	archive := exec.Command("git", "archive", "--format=tar", rev)
+	archive.Dir = moduleDir
+	var archiveErr bytes.Buffer
+	archive.Stderr = &archiveErr
+	extract := exec.Command("tar", "-x", "-C", dir)
+	var err error
+	if extract.Stdin, err = archive.StdoutPipe(); err != nil {
+		return err
+	}
+	if err := extract.Start(); err != nil {
+		return err
+	}
+	if err := archive.Run(); err != nil {
+		extract.Wait()
+		return fmt.Errorf("git archive %s: %w\n%s", rev, err, archiveErr.Bytes())
+	}
+	if err := extract.Wait(); err != nil {
+		return fmt.Errorf("unpack %s: %w", rev, err)
+	}
+	return nil
+}
+
+func goBuild(dir, out, pkg string, flags []string) error {
 	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
 	build := exec.Command("go", args...)
-	build.Dir = moduleDir
+	build.Dir = dir
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return runQuiet(build)
 }
@@ -124,33 +192,37 @@ func runQuiet(cmd *exec.Cmd) error {
 }
 
 // commandsFor returns the commands measured for one certificate row, in the order they are
-// interleaved. probeArgs and probeEnv come from the command line, for experiments.
+// interleaved; the peers' when b has them. probeArgs and probeEnv come from the command line, for
+// experiments, and apply to the current probe only, not to the baseline.
 func commandsFor(row *certRow, b *binaries, probeArgs, probeEnv []string) []*command {
 	// -timeout raised so that the run under callgrind (tens of times slower) passes too.
 	tlsFlags := []string{"-cacert", caFile, "-cert", clientCertFile, "-key", clientKeyFile, "-timeout", "30s"}
-	probe := func(url string) []string {
-		return append(append(append([]string{}, tlsFlags...), probeArgs...), url)
+	withURL := func(extra []string, url string) []string {
+		return append(append(append([]string{}, tlsFlags...), extra...), url)
 	}
-	commands := []*command{
-		{name: probeName, check: checkHTTPS, path: b.probe, env: probeEnv,
-			args: probe("https://" + row.httpsAddr + "/healthz")},
-		{name: floorName, check: checkHTTPS, path: b.floor,
-			args: []string{caFile, clientCertFile, clientKeyFile, row.httpsAddr}},
-		// How curl is written in a health check: fail on HTTP errors, quiet but for errors,
-		// body discarded; -q first so that no ~/.curlrc applies.
-		{name: curlName, check: checkHTTPS, path: b.curl,
-			args: []string{"-q", "-fsS", "-o", "/dev/null", "--cacert", caFile, "--cert", clientCertFile, "--key", clientKeyFile,
-				"https://" + row.httpsAddr + "/healthz"}},
-		{name: probeName, check: checkGRPC, path: b.probe, env: probeEnv,
-			args: probe("grpcs://" + row.grpcAddr)},
-		// Timeouts raised from 1s, as the probe's.
-		{name: ghpName, check: checkGRPC, path: b.grpcHealthProbe,
-			args: []string{"-addr", row.grpcAddr, "-tls", "-tls-ca-cert", caFile, "-tls-client-cert", clientCertFile,
-				"-tls-client-key", clientKeyFile, "-connect-timeout", "30s", "-rpc-timeout", "30s"}},
+	httpsURL, grpcURL := "https://"+row.httpsAddr+"/healthz", "grpcs://"+row.grpcAddr
+
+	var commands []*command
+	add := func(c *command) {
+		if c.path != "" {
+			c.row, c.dir = row.name, row.dir
+			commands = append(commands, c)
+		}
 	}
-	for _, c := range commands {
-		c.row, c.dir = row.name, row.dir
-	}
+	add(&command{name: probeName, check: checkHTTPS, path: b.probe, env: probeEnv, args: withURL(probeArgs, httpsURL)})
+	add(&command{name: b.baselineName, check: checkHTTPS, path: b.baseline, args: withURL(nil, httpsURL)})
+	add(&command{name: floorName, check: checkHTTPS, path: b.floor,
+		args: []string{caFile, clientCertFile, clientKeyFile, row.httpsAddr}})
+	// How curl is written in a health check: fail on HTTP errors, quiet but for errors, body
+	// discarded; -q first so that no ~/.curlrc applies.
+	add(&command{name: curlName, check: checkHTTPS, path: b.curl,
+		args: []string{"-q", "-fsS", "-o", "/dev/null", "--cacert", caFile, "--cert", clientCertFile, "--key", clientKeyFile, httpsURL}})
+	add(&command{name: probeName, check: checkGRPC, path: b.probe, env: probeEnv, args: withURL(probeArgs, grpcURL)})
+	add(&command{name: b.baselineName, check: checkGRPC, path: b.baseline, args: withURL(nil, grpcURL)})
+	// Timeouts raised from 1s, as the probe's.
+	add(&command{name: ghpName, check: checkGRPC, path: b.grpcHealthProbe,
+		args: []string{"-addr", row.grpcAddr, "-tls", "-tls-ca-cert", caFile, "-tls-client-cert", clientCertFile,
+			"-tls-client-key", clientKeyFile, "-connect-timeout", "30s", "-rpc-timeout", "30s"}})
 	return commands
 }
 

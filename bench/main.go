@@ -28,6 +28,9 @@
 //	-probe-args ARGS   extra flags for the probe, space-separated, for experiments
 //	-probe-env VARS    extra environment for the probe, e.g. "GOGC=off GOMAXPROCS=1"
 //	-certs LIST        certificate rows: ecdsa, rsa or both (default "ecdsa,rsa")
+//	-baseline REV      also measure the probe built from git revision REV (e.g. HEAD~1), for
+//	                   before/after figures from one run; -probe-args and -probe-env do not apply to it
+//	-peers=false       leave out curl and grpc-health-probe, for quicker experiments
 //	-skip-callgrind    no instruction counts (they need valgrind)
 //
 // Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
@@ -65,6 +68,8 @@ type options struct {
 	probeArgs      []string
 	probeEnv       []string
 	certs          []string
+	baseline       string
+	peers          bool
 	skipCallgrind  bool
 }
 
@@ -77,12 +82,15 @@ func main() {
 	flag.StringVar(&probeArgs, "probe-args", "", "extra flags for the probe, space-separated")
 	flag.StringVar(&probeEnv, "probe-env", "", "extra environment for the probe, space-separated NAME=value")
 	flag.StringVar(&certs, "certs", "ecdsa,rsa", "certificate rows: ecdsa, rsa or both, comma-separated")
+	flag.StringVar(&opts.baseline, "baseline", "", "also measure the probe built from this git revision")
+	flag.BoolVar(&opts.peers, "peers", true, "measure curl and grpc-health-probe")
 	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
 	flag.Parse()
 	opts.probeArgs, opts.probeEnv = strings.Fields(probeArgs), strings.Fields(probeEnv)
 	opts.certs = strings.Split(certs, ",")
-	if flag.NArg() > 0 || opts.rounds < 1 || opts.warmup < 1 {
-		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS] [-certs LIST] [-skip-callgrind]")
+	if flag.NArg() > 0 || opts.rounds < 1 || opts.warmup < 1 || strings.HasPrefix(opts.baseline, "-") {
+		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS]"+
+			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind]")
 		os.Exit(64)
 	}
 
@@ -127,10 +135,18 @@ func run(opts options) error {
 	}
 
 	progress("building the probe, floor and noop; installing grpc-health-probe")
-	bins, err := buildBinaries(moduleDir, filepath.Join(work, "bin"), valgrind != "")
+	bins, err := buildBinaries(buildPlan{
+		moduleDir: moduleDir,
+		binDir:    filepath.Join(work, "bin"),
+		srcDir:    filepath.Join(work, "baseline-src"),
+		symbols:   valgrind != "",
+		peers:     opts.peers,
+		baseline:  opts.baseline,
+	})
 	if err != nil {
 		return err
 	}
+	rep.baseline = bins.baselineName
 	if rep.sizes, err = binarySizes(bins); err != nil {
 		return err
 	}
@@ -196,8 +212,8 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 		c := res.cmd
 		progress("callgrind: %s %s %s", cmp.Or(c.row, "—"), c.check, c.name)
 		res.callgrindOut = filepath.Join(dir, fileSlug(cmp.Or(c.row, "any")+"-"+c.check+"-"+c.name)+".out")
-		runs := 1
-		if c.name == probeName || c.name == floorName || c.name == noopName {
+		runs := 1 // the peers'
+		if c.path == bins.probe || c.path == bins.baseline || c.path == bins.floor || c.path == bins.noop {
 			runs = callgrindRuns
 		}
 		n, err := countInstructions(c, c.path, valgrind, res.callgrindOut, runs)
@@ -208,32 +224,41 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 	}
 
 	row := rep.rows[0]
-	probe, floor := rep.find(row, checkHTTPS, probeName), rep.find(row, checkHTTPS, floorName)
-	var files []string
-	for _, sym := range []struct {
+	type symbolRun struct {
 		res  *result
 		path string
-	}{{probe, bins.probeSymbols}, {floor, bins.floorSymbols}} {
-		out := strings.TrimSuffix(sym.res.callgrindOut, ".out") + "-symbols.out"
-		progress("callgrind: %s with symbols", sym.res.cmd.name)
-		if _, err := countInstructions(sym.res.cmd, sym.path, valgrind, out, 1); err != nil {
+	}
+	runs := []symbolRun{{rep.find(row, checkHTTPS, probeName), bins.probeSymbols}}
+	if rep.baseline != "" {
+		runs = append(runs, symbolRun{rep.find(row, checkHTTPS, rep.baseline), bins.baselineSymbols})
+	}
+	runs = append(runs, symbolRun{rep.find(row, checkHTTPS, floorName), bins.floorSymbols})
+	var files, columns []string
+	for _, run := range runs {
+		out := strings.TrimSuffix(run.res.callgrindOut, ".out") + "-symbols.out"
+		progress("callgrind: %s with symbols", run.res.cmd.name)
+		if _, err := countInstructions(run.res.cmd, run.path, valgrind, out, 1); err != nil {
 			return err
 		}
-		files = append(files, out)
+		files, columns = append(files, out), append(columns, run.res.cmd.name)
 	}
 	costs, err := packageCosts(files...)
 	if err != nil {
 		return err
 	}
-	rep.breakdown = &breakdown{row: row + ", HTTPS", columns: []string{probeName, floorName}, costs: costs}
+	rep.breakdown = &breakdown{row: row + ", HTTPS", columns: columns, costs: costs}
 	return nil
 }
 
 func binarySizes(b *binaries) ([]binarySize, error) {
 	var sizes []binarySize
 	for _, bin := range []struct{ name, path string }{
-		{probeName, b.probe}, {floorName, b.floor}, {noopName, b.noop}, {ghpName, b.grpcHealthProbe}, {curlName, b.curl},
+		{probeName, b.probe}, {b.baselineName, b.baseline}, {floorName, b.floor}, {noopName, b.noop},
+		{ghpName, b.grpcHealthProbe}, {curlName, b.curl},
 	} {
+		if bin.path == "" {
+			continue
+		}
 		info, err := os.Stat(bin.path)
 		if err != nil {
 			return nil, err

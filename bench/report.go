@@ -17,6 +17,7 @@ type report struct {
 	goVersion string
 	command   string // the benchmark's command line
 	commit    string // the probe's source revision
+	baseline  string // the baseline probe's command name, "" without one
 	load      string // load averages while measuring: "1.20 → 1.50"
 	rounds    int
 	warmup    int
@@ -40,38 +41,54 @@ type breakdown struct {
 	costs   []map[string]int64 // self instructions by package, one map per column
 }
 
-// A target is one figure the issue sets a goal for.
+// A target is one figure the report prints, with the issue's goal for it when there is one.
 type target struct {
-	figure string
-	limit  float64 // met when ratio <= limit; 0 means no target
-	ratio  func(r *report, row string) (float64, bool)
+	figure   string
+	limit    float64 // met when ratio <= limit; 0 means no target
+	baseline bool    // printed only when a baseline probe was measured
+	ratio    func(r *report, row string) (float64, bool)
 }
 
 // targets are the ratios the report prints, probe first in each.
 var targets = []target{
-	{"instructions, probe / floor (HTTPS)", 0.60, func(r *report, row string) (float64, bool) {
+	{"instructions, probe / floor (HTTPS)", 0.60, false, func(r *report, row string) (float64, bool) {
 		return instructionRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, floorName))
 	}},
-	{"CPU, probe / floor (HTTPS, median of paired runs)", 0.80, func(r *report, row string) (float64, bool) {
+	{"CPU, probe / floor (HTTPS, median of paired runs)", 0.80, false, func(r *report, row string) (float64, bool) {
 		return cpuRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, floorName))
 	}},
-	{"CPU, probe / curl (HTTPS, median of paired runs)", 0.45, func(r *report, row string) (float64, bool) {
+	{"CPU, probe / curl (HTTPS, median of paired runs)", 0.45, false, func(r *report, row string) (float64, bool) {
 		return cpuRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, curlName))
 	}},
-	{"CPU, probe / grpc-health-probe (gRPC, median of paired runs)", 0.50, func(r *report, row string) (float64, bool) {
+	{"CPU, probe / grpc-health-probe (gRPC, median of paired runs)", 0.50, false, func(r *report, row string) (float64, bool) {
 		return cpuRatio(r.find(row, checkGRPC, probeName), r.find(row, checkGRPC, ghpName))
 	}},
-	{"peak RSS, probe / floor (HTTPS, medians)", 1.00, func(r *report, row string) (float64, bool) {
+	{"peak RSS, probe / floor (HTTPS, medians)", 1.00, false, func(r *report, row string) (float64, bool) {
 		return rssRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, floorName))
 	}},
-	{"wall, probe / floor (HTTPS, median of paired runs)", 0, func(r *report, row string) (float64, bool) {
+	{"wall, probe / floor (HTTPS, median of paired runs)", 0, false, func(r *report, row string) (float64, bool) {
 		return wallRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, floorName))
 	}},
-	{"instructions, probe / curl (HTTPS)", 0, func(r *report, row string) (float64, bool) {
+	{"instructions, probe / curl (HTTPS)", 0, false, func(r *report, row string) (float64, bool) {
 		return instructionRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, curlName))
 	}},
-	{"instructions, probe / grpc-health-probe (gRPC)", 0, func(r *report, row string) (float64, bool) {
+	{"instructions, probe / grpc-health-probe (gRPC)", 0, false, func(r *report, row string) (float64, bool) {
 		return instructionRatio(r.find(row, checkGRPC, probeName), r.find(row, checkGRPC, ghpName))
+	}},
+	{"instructions, probe / baseline (HTTPS)", 0, true, func(r *report, row string) (float64, bool) {
+		return instructionRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, r.baseline))
+	}},
+	{"CPU, probe / baseline (HTTPS, median of paired runs)", 0, true, func(r *report, row string) (float64, bool) {
+		return cpuRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, r.baseline))
+	}},
+	{"peak RSS, probe / baseline (HTTPS, medians)", 0, true, func(r *report, row string) (float64, bool) {
+		return rssRatio(r.find(row, checkHTTPS, probeName), r.find(row, checkHTTPS, r.baseline))
+	}},
+	{"instructions, probe / baseline (gRPC)", 0, true, func(r *report, row string) (float64, bool) {
+		return instructionRatio(r.find(row, checkGRPC, probeName), r.find(row, checkGRPC, r.baseline))
+	}},
+	{"CPU, probe / baseline (gRPC, median of paired runs)", 0, true, func(r *report, row string) (float64, bool) {
+		return cpuRatio(r.find(row, checkGRPC, probeName), r.find(row, checkGRPC, r.baseline))
 	}},
 }
 
@@ -92,6 +109,9 @@ func (r *report) render(w io.Writer) {
 	fmt.Fprintf(w, "### Per-exec cost of one health check\n\n")
 	fmt.Fprintf(w, "%s · %s · %s · health-check at %s · load average %s  \n",
 		r.date.UTC().Format("2006-01-02 15:04 MST"), r.machine, r.goVersion, r.commit, r.load)
+	if r.baseline != "" {
+		fmt.Fprintf(w, "baseline: %s, the probe built from that revision  \n", r.baseline)
+	}
 	fmt.Fprintf(w, "`%s` — medians of %d interleaved rounds after %d warm-up rounds; instructions under callgrind (median of %d runs for our programs, one for the peers)\n\n",
 		r.command, r.rounds, r.warmup, callgrindRuns)
 
@@ -110,6 +130,9 @@ func (r *report) render(w io.Writer) {
 	fmt.Fprintf(w, "\n| figure | target | %s |\n", strings.Join(r.rows, " | "))
 	fmt.Fprintf(w, "|---|---|%s\n", strings.Repeat("---:|", len(r.rows)))
 	for _, t := range targets {
+		if t.baseline && r.baseline == "" {
+			continue
+		}
 		limit := "—"
 		if t.limit > 0 {
 			limit = fmt.Sprintf("≤ %.2f", t.limit)

@@ -164,6 +164,7 @@ func TestRender(t *testing.T) {
 	} {
 		assert.Contains(t, md, want)
 	}
+	assert.NotContains(t, md, "baseline", "baseline rows without a baseline")
 }
 
 func TestRenderMarksMissedTargets(t *testing.T) {
