@@ -134,7 +134,7 @@ func run(opts options) error {
 		}
 	}
 
-	progress("building the probe, floor and noop; installing grpc-health-probe")
+	progress("building the probe, floor and noop (and the baseline and peers, when asked)")
 	bins, err := buildBinaries(buildPlan{
 		moduleDir: moduleDir,
 		binDir:    filepath.Join(work, "bin"),
@@ -175,8 +175,9 @@ func run(opts options) error {
 		return err
 	}
 	rep.load = loadBefore + " → " + loadAverage()
-	rep.notes = append(rep.notes, "Each command runs with PATH as its only environment variable, in a directory that holds ca.crt, client.crt and client.key;"+
-		" CPU and wall time from the harness's wait4, peak RSS from GNU time (the harness's own wait4 would report at least the harness's RSS).")
+	rep.notes = append(rep.notes, "Each command runs with PATH as its only environment variable, in a directory that holds ca.crt, client.crt and client.key."+
+		" CPU and wall time come from the harness's wait4, peak RSS from GNU time: Go starts children with vfork, and Linux then counts"+
+		" the harness's own RSS in the child's peak.")
 
 	if valgrind != "" {
 		// Absolute: callgrind runs in each command's directory.
@@ -191,8 +192,8 @@ func run(opts options) error {
 			return err
 		}
 		rep.notes = append(rep.notes, "Under callgrind, Go programs run with GODEBUG="+valgrindGODEBUG+
-			" (valgrind 3.19 aborts on Go's preemption signals and cannot decode RDTSCP). Self costs by package are exact;"+
-			" callgrind's inclusive costs are not, for Go: goroutine stack switches confuse its call tracking."+
+			" (valgrind 3.19 aborts on Go's preemption signals and cannot decode RDTSCP). Self costs, as in the table above, are reliable;"+
+			" callgrind's inclusive costs are not, for Go (they do not add up: goroutine stack switches confuse its call tracking)."+
 			" Files: "+callgrindDir+" (callgrind_annotate FILE).")
 	}
 
