@@ -25,6 +25,7 @@ type result struct {
 	cmd          *command
 	cpu, wall    []time.Duration // user+sys CPU time and wall time, one per round
 	sys          []time.Duration // the sys part of cpu
+	faults       []int64         // minor page faults: memory touched, a large part of sys time
 	rssKiB       []int64         // peak resident set size, one per round
 	instructions int64           // from callgrind, 0 when not measured
 	callgrindOut string          // callgrind's output file, "" when not measured
@@ -40,7 +41,7 @@ func measure(commands []*command, n, warmup int, timePath, tmpDir string, progre
 	}
 	for round := -warmup; round < n; round++ {
 		for _, r := range results {
-			cpu, sys, wall, err := runTimed(r.cmd)
+			cpu, sys, wall, faults, err := runTimed(r.cmd)
 			if err != nil {
 				return nil, err
 			}
@@ -52,6 +53,7 @@ func measure(commands []*command, n, warmup int, timePath, tmpDir string, progre
 			}
 			if round >= 0 {
 				r.cpu, r.sys, r.wall = append(r.cpu, cpu), append(r.sys, sys), append(r.wall, wall)
+				r.faults = append(r.faults, faults)
 				if timePath != "" {
 					r.rssKiB = append(r.rssKiB, rss)
 				}
@@ -63,9 +65,9 @@ func measure(commands []*command, n, warmup int, timePath, tmpDir string, progre
 	return results, nil
 }
 
-// runTimed runs c once and returns the CPU time (user+sys, and sys alone) the kernel accounted to it
-// and the wall time from fork to reaping, as the harness sees it.
-func runTimed(c *command) (cpu, sys, wall time.Duration, err error) {
+// runTimed runs c once and returns the CPU time (user+sys, and sys alone) and minor page faults the
+// kernel accounted to it, and the wall time from fork to reaping, as the harness sees it.
+func runTimed(c *command) (cpu, sys, wall time.Duration, faults int64, err error) {
 	cmd := c.exec(c.path, c.args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -73,12 +75,12 @@ func runTimed(c *command) (cpu, sys, wall time.Duration, err error) {
 	err = cmd.Run()
 	wall = time.Since(start)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("%s (in %s): %w\n%s", c, c.dir, err, out.Bytes())
+		return 0, 0, 0, 0, fmt.Errorf("%s (in %s): %w\n%s", c, c.dir, err, out.Bytes())
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	sys = time.Duration(syscall.TimevalToNsec(ru.Stime))
 	cpu = time.Duration(syscall.TimevalToNsec(ru.Utime)) + sys
-	return cpu, sys, wall, nil
+	return cpu, sys, wall, ru.Minflt, nil
 }
 
 // peakRSS runs c under GNU time and returns its peak RSS in KiB.

@@ -115,16 +115,16 @@ func (r *report) render(w io.Writer) {
 	fmt.Fprintf(w, "`%s` — medians of %d interleaved rounds after %d warm-up rounds; instructions under callgrind (median of %d runs for our programs, one for the peers)\n\n",
 		r.command, r.rounds, r.warmup, callgrindRuns)
 
-	fmt.Fprintln(w, "| certificates | check | command | CPU user+sys | of which sys | wall | peak RSS | instructions |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| certificates | check | command | CPU user+sys | of which sys | wall | peak RSS | page faults | instructions |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, res := range r.results {
 		row := res.cmd.row
 		if row == "" {
 			row = "—"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", row, res.cmd.check, res.cmd.name,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row, res.cmd.check, res.cmd.name,
 			formatMillis(median(res.cpu)), formatMillis(median(res.sys)), formatMillis(median(res.wall)),
-			formatKiB(res.rssKiB), formatInstructions(res.instructions))
+			formatKiB(res.rssKiB), formatCount(res.faults), formatInstructions(res.instructions))
 	}
 
 	fmt.Fprintf(w, "\n| figure | target | %s |\n", strings.Join(r.rows, " | "))
@@ -282,6 +282,13 @@ func formatKiB(samples []int64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.1f MiB", float64(median(samples))/1024)
+}
+
+func formatCount(samples []int64) string {
+	if len(samples) == 0 {
+		return "—"
+	}
+	return fmt.Sprint(median(samples))
 }
 
 func formatInstructions(n int64) string {

@@ -119,6 +119,7 @@ func TestRender(t *testing.T) {
 			cmd:          &command{row: row, check: check, name: name, path: "/tmp/x/" + name, args: []string{"-v"}},
 			cpu:          []time.Duration{cpu, cpu},
 			sys:          []time.Duration{cpu / 2, cpu / 2},
+			faults:       []int64{rss / 16, rss / 16},
 			wall:         []time.Duration{2 * cpu, 2 * cpu},
 			rssKiB:       []int64{rss, rss},
 			instructions: instructions,
@@ -150,8 +151,8 @@ func TestRender(t *testing.T) {
 	for _, want := range []string{
 		"2026-11-25 12:00 UTC · AMD EPYC, nproc 2 · go1.26.8 linux/amd64 · health-check at abc1234 · load average 0.10 → 0.20",
 		"`go run ./bench -n 2`",
-		"| ECDSA P-256 | HTTPS | health-check | 2.00 ms | 1.00 ms | 4.00 ms | 4.0 MiB | 3.50 M |",
-		"| ECDSA P-256 | HTTPS | curl | 10.00 ms | 5.00 ms | 20.00 ms | 10.0 MiB | — |",
+		"| ECDSA P-256 | HTTPS | health-check | 2.00 ms | 1.00 ms | 4.00 ms | 4.0 MiB | 256 | 3.50 M |",
+		"| ECDSA P-256 | HTTPS | curl | 10.00 ms | 5.00 ms | 20.00 ms | 10.0 MiB | 640 | — |",
 		"| instructions, probe / floor (HTTPS) | ≤ 0.60 | 0.50 ✓ |",
 		"| CPU, probe / floor (HTTPS, median of paired runs) | ≤ 0.80 | 0.50 ✓ |",
 		"| CPU, probe / curl (HTTPS, median of paired runs) | ≤ 0.45 | 0.20 ✓ |",
