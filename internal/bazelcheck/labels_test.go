@@ -2,6 +2,7 @@ package bazelcheck
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -199,8 +200,18 @@ func TestLabelsNameExistingTargets(t *testing.T) {
 						continue
 					}
 					var strs []string
+					inGlob := map[*build.StringExpr]bool{}
 					build.Walk(value, func(x build.Expr, _ []build.Expr) {
-						if s, ok := x.(*build.StringExpr); ok {
+						if c, ok := x.(*build.CallExpr); ok && calleeName(c) == "glob" {
+							checked++
+							checkGlob(t, m, pkgPath, p.file.Path, c)
+							build.Walk(c, func(y build.Expr, _ []build.Expr) {
+								if s, ok := y.(*build.StringExpr); ok {
+									inGlob[s] = true
+								}
+							})
+						}
+						if s, ok := x.(*build.StringExpr); ok && !inGlob[s] {
 							strs = append(strs, s.Value)
 						}
 					})
@@ -271,6 +282,88 @@ func TestParseLabel(t *testing.T) {
 			got, err := parseLabel(tt.in, "images")
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// checkGlob: a glob() matches at least one file of its package, since Bazel 8 fails on an empty
+// glob unless allow_empty = True.
+func checkGlob(t *testing.T, m *bazelModule, pkg, file string, call *build.CallExpr) {
+	t.Helper()
+	if literal(kwarg(call, "allow_empty")) == "True" {
+		return
+	}
+	var include []string
+	if len(call.List) > 0 {
+		include = stringList(call.List[0])
+	}
+	if inc := stringList(kwarg(call, "include")); inc != nil {
+		include = inc
+	}
+	exclude := stringList(kwarg(call, "exclude"))
+	matches := 0
+	root := filepath.Join(m.dir, pkg)
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && buildFileIn(p) != "" {
+				return filepath.SkipDir // a subpackage's files are not ours
+			}
+			return nil
+		}
+		if globMatches(include, rel) && !globMatches(exclude, rel) {
+			matches++
+		}
+		return nil
+	})
+	assert.Positive(t, matches, "%s:%d: glob(%v) matches no file (Bazel 8 fails on an empty glob)", file, call.Pos.Line, include)
+}
+
+func globMatches(patterns []string, rel string) bool {
+	for _, pattern := range patterns {
+		var re strings.Builder
+		re.WriteString("^")
+		for i := 0; i < len(pattern); i++ {
+			switch {
+			case strings.HasPrefix(pattern[i:], "**/"):
+				re.WriteString("(.*/)?")
+				i += 2
+			case strings.HasPrefix(pattern[i:], "**"):
+				re.WriteString(".*")
+				i++
+			case pattern[i] == '*':
+				re.WriteString("[^/]*")
+			default:
+				re.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			}
+		}
+		re.WriteString("$")
+		if regexp.MustCompile(re.String()).MatchString(rel) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestGlobMatches(t *testing.T) {
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"testdata/**", "testdata/fuzz/FuzzX/case", true},
+		{"testdata/**", "other/x", false},
+		{"*.go", "main.go", true},
+		{"*.go", "sub/main.go", false},
+		{"**/*.pem", "a/b/c.pem", true},
+		{"**/*.pem", "c.pem", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+" "+tt.path, func(t *testing.T) {
+			assert.Equal(t, tt.want, globMatches([]string{tt.pattern}, tt.path))
 		})
 	}
 }
