@@ -37,9 +37,6 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 	defer conn.Close()
 
 	config := tlsConfig.Clone()
-	if config.ServerName == "" {
-		config.ServerName = c.Target.Hostname()
-	}
 	certificateRequested := false
 	presented := config.GetClientCertificate
 	config.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -49,17 +46,16 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 		}
 		return presented(info)
 	}
-	tlsConn := tls.Client(conn, config)
 	start := time.Now()
-	if err := tlsConn.HandshakeContext(ctx); err != nil {
+	tlsConn, err := handshake(ctx, conn, config, c.Target.Hostname(), "", log)
+	if err != nil {
 		return unreachable(err)
 	}
-	handshake := time.Since(start)
+	handshakeTime := time.Since(start)
 	state := tlsConn.ConnectionState()
-	log("TLS handshake in %s: %s", since(start), describeConnection(state))
 
 	if certificateRequested && state.Version == tls.VersionTLS13 {
-		wait := max(handshake, minConfirmWait)
+		wait := max(handshakeTime, minConfirmWait)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			wait = time.Until(deadline)
 		}
