@@ -129,6 +129,27 @@ func TestVersionsAgree(t *testing.T) {
 		}
 	}
 	assert.Contains(t, bazelDeps(mods["downstream_example"]), rootModuleName)
+
+	ours, err := os.ReadFile(filepath.Join(root.dir, ".bazelversion"))
+	require.NoError(t, err)
+	theirs, err := os.ReadFile(filepath.Join(mods["downstream_example"].dir, ".bazelversion"))
+	require.NoError(t, err)
+	assert.Equal(t, string(ours), string(theirs), "examples/downstream/.bazelversion")
+}
+
+// TestWorkspaceOnlyMarksTheRoot: Bzlmod declares every dependency; WORKSPACE has comments only
+// (Bazel 8 ignores it by default, Bazel 9 drops it).
+func TestWorkspaceOnlyMarksTheRoot(t *testing.T) {
+	path := filepath.Join(repoRoot(t), "WORKSPACE")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	f, err := build.ParseWorkspace(path, data)
+	require.NoError(t, err)
+	for _, stmt := range f.Stmt {
+		_, comment := stmt.(*build.CommentBlock)
+		assert.True(t, comment, "WORKSPACE declares nothing: %s", build.FormatString(stmt))
+	}
+	assert.Contains(t, string(data), "Bzlmod", "WORKSPACE says why it is empty")
 }
 
 // origin is where a loaded symbol comes from.
