@@ -1,0 +1,349 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
+)
+
+const testVersion = "v0.0.0-buildimage-test"
+
+func TestRunRejectsBadUsageBeforeBuilding(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no output asked for", nil, "nothing to write"},
+		{"unknown platform", []string{"-layer", "x.tar", "-platform", "linux/s390x"}, `platform "linux/s390x"`},
+		{"platform without os", []string{"-layer", "x.tar", "-platform", "amd64"}, `platform "amd64"`},
+		{"positional argument", []string{"-o", "dir", "extra"}, "unexpected arguments: extra"},
+		{"version with a space", []string{"-o", "dir", "-version", "v1 2"}, "version"},
+		{"bad tag", []string{"-o", "dir", "-tag", "Not A Tag"}, "-tag"},
+		{"unknown flag", []string{"-push"}, "flag provided but not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tc.args, &stdout, &stderr)
+			assert.Equal(t, exitUsage, code)
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Empty(t, stdout.String())
+		})
+	}
+}
+
+// digestLines parses the command's output: "index sha256:..." and "linux/ARCH sha256:...".
+func digestLines(t *testing.T, out string) map[string]string {
+	t.Helper()
+	digests := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		what, digest, ok := strings.Cut(line, " ")
+		require.True(t, ok, "output line %q", line)
+		require.True(t, strings.HasPrefix(digest, "sha256:"), "output line %q", line)
+		digests[what] = digest
+	}
+	return digests
+}
+
+type built struct {
+	dir, stdout string
+}
+
+// layoutBuilt records that buildOnce ran, so that TestMain cleans up only what exists.
+var layoutBuilt atomic.Bool
+
+// buildOnce runs the command in-process once per test binary: the tests below read the same build.
+var buildOnce = sync.OnceValues(func() (built, error) {
+	layoutBuilt.Store(true)
+	dir, err := os.MkdirTemp("", "build-image-layout-")
+	if err != nil {
+		return built{}, err
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-o", dir, "-version", testVersion,
+		"-docker-archive", filepath.Join(dir, "docker.tar"),
+		"-layer", filepath.Join(dir, "layer.tar"),
+	}, &stdout, &stderr)
+	if code != 0 {
+		return built{dir: dir}, fmt.Errorf("build-image exited %d: %s", code, stderr.String())
+	}
+	return built{dir: dir, stdout: stdout.String()}, nil
+})
+
+// buildLayout returns the layout directory of the shared build and the digests it printed.
+func buildLayout(t *testing.T) (string, string) {
+	t.Helper()
+	b, err := buildOnce()
+	require.NoError(t, err)
+	return b.dir, b.stdout
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if !layoutBuilt.Load() {
+		os.Exit(code)
+	}
+	if b, _ := buildOnce(); b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+	os.Exit(code)
+}
+
+func TestOutputPrintsTheDigestsOfTheWrittenLayout(t *testing.T) {
+	dir, out := buildLayout(t)
+	digests := digestLines(t, out)
+
+	p, err := layout.FromPath(dir)
+	require.NoError(t, err)
+	top, err := p.ImageIndex()
+	require.NoError(t, err)
+	topManifest, err := top.IndexManifest()
+	require.NoError(t, err)
+	byRef := map[string]string{}
+	for _, desc := range topManifest.Manifests {
+		byRef[desc.Annotations["org.opencontainers.image.ref.name"]] = desc.Digest.String()
+	}
+	assert.Equal(t, digests["index"], byRef["dev"])
+	for _, arch := range imagespec.Architectures {
+		assert.Equal(t, digests["linux/"+arch], byRef["dev-"+arch], arch)
+	}
+	assert.Len(t, digests, 1+len(imagespec.Architectures))
+}
+
+func TestLayerFileIsTheAmd64Layer(t *testing.T) {
+	dir, _ := buildLayout(t)
+	f, err := os.Open(filepath.Join(dir, "layer.tar"))
+	require.NoError(t, err)
+	defer f.Close()
+	tr := tar.NewReader(f)
+	hdr, err := tr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, imagespec.LayerEntryName, hdr.Name)
+	assert.Equal(t, int64(imagespec.BinaryMode), hdr.Mode)
+	binary, err := io.ReadAll(tr)
+	require.NoError(t, err)
+	_, err = tr.Next()
+	assert.Equal(t, io.EOF, err, "one entry only")
+	// An ELF header's e_machine is 62 for x86-64.
+	require.Greater(t, len(binary), 20)
+	assert.Equal(t, []byte("\x7fELF"), binary[:4])
+	assert.Equal(t, byte(62), binary[18])
+}
+
+// TestProbeCarriesTheStampedVersion runs the amd64 probe from the layer: the version given to
+// build-image is what `health-check -version` prints.
+func TestProbeCarriesTheStampedVersion(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skipf("runs the linux/amd64 probe; this is %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	dir, _ := buildLayout(t)
+	f, err := os.Open(filepath.Join(dir, "layer.tar"))
+	require.NoError(t, err)
+	defer f.Close()
+	tr := tar.NewReader(f)
+	_, err = tr.Next()
+	require.NoError(t, err)
+	bin := filepath.Join(t.TempDir(), "health-check")
+	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	require.NoError(t, err)
+	_, err = io.Copy(out, tr)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+
+	got, err := exec.Command(bin, "-version").CombinedOutput()
+	require.NoError(t, err, "%s", got)
+	assert.Contains(t, string(got), testVersion)
+}
+
+func TestSkopeoReadsTheLayout(t *testing.T) {
+	skopeo := testutil.RequireCommand(t, "skopeo", "apt-get install -y skopeo")
+	dir, out := buildLayout(t)
+	digests := digestLines(t, out)
+
+	inspect := func(t *testing.T, args ...string) map[string]any {
+		t.Helper()
+		cmd := exec.Command(skopeo, append([]string{"inspect"}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.Output()
+		require.NoError(t, err, "skopeo %v: %s", args, stderr.String())
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(stdout, &v), "%s", stdout)
+		return v
+	}
+
+	t.Run("raw index", func(t *testing.T) {
+		raw := inspect(t, "--raw", "oci:"+dir+":dev")
+		assert.Equal(t, imagespec.IndexMediaType, raw["mediaType"])
+		manifests, ok := raw["manifests"].([]any)
+		require.True(t, ok)
+		require.Len(t, manifests, len(imagespec.Architectures))
+		for i, arch := range imagespec.Architectures {
+			m := manifests[i].(map[string]any)
+			assert.Equal(t, digests["linux/"+arch], m["digest"])
+			assert.Equal(t, map[string]any{"os": "linux", "architecture": arch}, m["platform"])
+		}
+	})
+	for _, arch := range imagespec.Architectures {
+		t.Run("linux/"+arch+" from the index", func(t *testing.T) {
+			v := inspect(t, "--override-os", "linux", "--override-arch", arch, "oci:"+dir+":dev")
+			assert.Equal(t, arch, v["Architecture"])
+			assert.Equal(t, "linux", v["Os"])
+			assert.Equal(t, "1970-01-01T00:00:00Z", v["Created"])
+			assert.Len(t, v["Layers"], 1)
+		})
+		t.Run("linux/"+arch+" config by its own name", func(t *testing.T) {
+			cfg := inspect(t, "--config", "oci:"+dir+":dev-"+arch)
+			assert.Equal(t, arch, cfg["architecture"])
+			config := cfg["config"].(map[string]any)
+			assert.Equal(t, imagespec.User, config["User"])
+			assert.Equal(t, []any{imagespec.BinaryPath}, config["Entrypoint"])
+		})
+	}
+}
+
+func TestUmociUnpacksOnlyTheProbe(t *testing.T) {
+	umoci := testutil.RequireCommand(t, "umoci", "apt-get install -y umoci")
+	dir, _ := buildLayout(t)
+	for _, arch := range imagespec.Architectures {
+		t.Run("linux/"+arch, func(t *testing.T) {
+			bundle := filepath.Join(t.TempDir(), "bundle")
+			args := []string{"unpack"}
+			if os.Geteuid() != 0 {
+				args = append(args, "--rootless")
+			}
+			args = append(args, "--image", dir+":dev-"+arch, bundle)
+			out, err := exec.Command(umoci, args...).CombinedOutput()
+			require.NoError(t, err, "umoci %v: %s", args, out)
+
+			rootfs := filepath.Join(bundle, "rootfs")
+			var paths []string
+			require.NoError(t, filepath.WalkDir(rootfs, func(path string, d fs.DirEntry, err error) error {
+				require.NoError(t, err)
+				rel, err := filepath.Rel(rootfs, path)
+				require.NoError(t, err)
+				if rel != "." {
+					paths = append(paths, "/"+rel)
+				}
+				return nil
+			}))
+			assert.Equal(t, []string{imagespec.BinaryPath}, paths, "the root holds the probe and nothing else")
+			info, err := os.Stat(filepath.Join(rootfs, imagespec.LayerEntryName))
+			require.NoError(t, err)
+			assert.Equal(t, fs.FileMode(imagespec.BinaryMode), info.Mode().Perm())
+
+			// umoci turns the image config into an OCI runtime spec: the user and the entrypoint
+			// as a runtime sees them.
+			var spec struct {
+				Process struct {
+					User struct{ UID, GID int }
+					Args []string
+				}
+			}
+			raw, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(raw, &spec))
+			if os.Geteuid() == 0 {
+				assert.Equal(t, 65532, spec.Process.User.UID)
+				assert.Equal(t, 65532, spec.Process.User.GID)
+			}
+			assert.Equal(t, imagespec.Entrypoint, spec.Process.Args)
+		})
+	}
+}
+
+// moduleFiles lists the module's files as git sees them (tracked and untracked, not ignored),
+// relative to the module root.
+func moduleFiles(t *testing.T, root string) []string {
+	t.Helper()
+	cmd := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("copying the module needs a git checkout: %v", err)
+	}
+	var files []string
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		if info, err := os.Lstat(filepath.Join(root, f)); err == nil && info.Mode().IsRegular() {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// TestTwoCheckoutsGiveTheSameIndexDigest copies the module twice, to directories of different
+// depth, and builds the image in each: one with the caller's environment and warm build cache, one
+// with its own HOME, GOPATH and an empty GOCACHE. The digests must match. Only the module cache is
+// shared, so the test downloads nothing. The cold build is the slow part: a minute or two of CPU
+// for two platforms' standard library.
+func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles the probe from a cold cache; skipped with -short")
+	}
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	modCache, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	require.NoError(t, err)
+
+	tmp := t.TempDir()
+	tool := filepath.Join(tmp, "build-image")
+	out, err := exec.Command("go", "build", "-o", tool, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	// One snapshot of the files for both copies, so that both build the same source.
+	files := moduleFiles(t, root)
+	snapshot := map[string][]byte{}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		require.NoError(t, err)
+		snapshot[f] = data
+	}
+	checkout := func(dir string) string {
+		for f, data := range snapshot {
+			dst := filepath.Join(dir, f)
+			require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+			require.NoError(t, os.WriteFile(dst, data, 0o644))
+		}
+		return dir
+	}
+	build := func(name, src string, env ...string) map[string]string {
+		cmd := exec.Command(tool, "-o", filepath.Join(tmp, name+"-image"), "-version", testVersion)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), env...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), "build %s: %s", name, stderr.String())
+		return digestLines(t, stdout.String())
+	}
+
+	warm := build("warm", checkout(filepath.Join(tmp, "a", "src")))
+	cold := build("cold", checkout(filepath.Join(tmp, "b", "a", "deeper", "checkout", "of", "the", "module")),
+		"HOME="+filepath.Join(tmp, "home"),
+		"GOPATH="+filepath.Join(tmp, "gopath"),
+		"GOCACHE="+filepath.Join(tmp, "gocache"),
+		"GOMODCACHE="+strings.TrimSpace(string(modCache)),
+		"GOFLAGS=",
+	)
+	assert.Equal(t, warm, cold)
+	t.Logf("index digest in both checkouts: %s", warm["index"])
+}
