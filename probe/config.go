@@ -238,18 +238,35 @@ func (set StatusSet) String() string {
 	return strings.Join(parts, ",")
 }
 
-// ParseHeader parses one "Name: value" header line.
+// ParseHeader parses one "Name: value" header line. It accepts only what net/http sends as it is,
+// so that a bad header is a usage error now and not a failed request at run time.
 func ParseHeader(line string) (name, value string, err error) {
 	name, value, ok := strings.Cut(line, ":")
 	name = strings.TrimSpace(name)
-	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") {
+	if !ok || name == "" || strings.ContainsFunc(name, func(r rune) bool { return !isTokenChar(r) }) {
 		return "", "", usageErrorf("bad -header %q: want 'Name: value'", line)
 	}
 	value = strings.TrimSpace(value)
-	if strings.ContainsAny(value, "\r\n\x00") {
+	if strings.ContainsFunc(value, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
 		return "", "", usageErrorf("bad -header %q: control characters in value", line)
 	}
-	return http.CanonicalHeaderKey(name), value, nil
+	name = http.CanonicalHeaderKey(name)
+	if name == "Host" && strings.ContainsFunc(value, func(r rune) bool { return !isHostChar(r) }) {
+		return "", "", usageErrorf("bad -header %q: want 'Host: host[:port]' (IDNs as punycode)", line)
+	}
+	return name, value, nil
+}
+
+// isTokenChar reports whether r may be in a header name: an RFC 9110 tchar.
+func isTokenChar(r rune) bool {
+	return r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
+		strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+}
+
+// isHostChar reports whether r may be in a Host header, as net/http checks it.
+func isHostChar(r rune) bool {
+	return r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
+		strings.ContainsRune("!$%&'()*+,-.:;=[]_~", r))
 }
 
 // Validate checks that the options fit the target's scheme and each other, before any I/O.

@@ -346,8 +346,8 @@ func DecodeHealthCheckResponse(frame []byte) (ServingStatus, error) {
 		}
 		message = message[n:]
 		field, wireType := key>>3, key&7
-		if field == 0 {
-			return 0, errors.New("field number 0")
+		if field == 0 || field > 1<<29-1 { // protobuf's range of field numbers
+			return 0, fmt.Errorf("field number %d", field)
 		}
 		var value uint64
 		switch wireType {

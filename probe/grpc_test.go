@@ -545,6 +545,7 @@ func TestDecodeHealthCheckResponseRejectsMalformed(t *testing.T) {
 		{"message over the limit", long, "too long"},
 		{"truncated key", frame([]byte{0x88}), "bad field key"},
 		{"field number 0", frame([]byte{0x00, 0x01}), "field number 0"},
+		{"field number 2^29, one past the largest", frame(protowire.AppendVarint(protowire.AppendVarint(nil, 1<<29<<3), 1)), "field number 536870912"},
 		{"wire type 3 (group start)", frame([]byte{0x0b}), "wire type 3"},
 		{"wire type 4 (group end)", frame([]byte{0x0c}), "wire type 4"},
 		{"wire type 6", frame([]byte{0x0e, 0x01}), "wire type 6"},

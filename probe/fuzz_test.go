@@ -1,0 +1,207 @@
+package probe_test
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/health-check-proxy/health-check-proxy/probe"
+)
+
+// The fuzz targets below run their seeds (f.Add and testdata/fuzz/<name>/) as ordinary tests with
+// `go test`; `go test -run '^$' -fuzz '^FuzzName$' -fuzztime 10s ./probe` searches further.
+
+func FuzzDecodeHealthCheckResponse(f *testing.F) {
+	for _, status := range []healthpb.HealthCheckResponse_ServingStatus{0, 1, 2, 3, 7, -1} {
+		message, err := proto.Marshal(&healthpb.HealthCheckResponse{Status: status})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(frame(message))
+	}
+	withUnknown := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte("x"))
+	withUnknown = protowire.AppendFixed64(protowire.AppendTag(withUnknown, 3, protowire.Fixed64Type), 1)
+	withUnknown = protowire.AppendFixed32(protowire.AppendTag(withUnknown, 5, protowire.Fixed32Type), 1)
+	f.Add(frame(protowire.AppendVarint(protowire.AppendTag(withUnknown, 1, protowire.VarintType), 1)))
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff})
+	f.Add(frame([]byte{0x08, 0x80}))
+	f.Add(frame([]byte{0x0b, 0x0c}))
+	f.Add(frame([]byte{0x0a, 0x01, 0x01}))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		status, err := probe.DecodeHealthCheckResponse(data)
+		if err != nil {
+			return
+		}
+		// Accepted: a well-formed frame whose message protobuf reads the same way.
+		if len(data) < 5 || data[0] != 0 || int(uint32(data[1])<<24|uint32(data[2])<<16|uint32(data[3])<<8|uint32(data[4])) != len(data)-5 {
+			t.Fatalf("accepted a frame with a bad prefix: % x", data)
+		}
+		var want healthpb.HealthCheckResponse
+		if err := proto.Unmarshal(data[5:], &want); err != nil {
+			t.Fatalf("accepted % x as %s, but protobuf rejects it: %v", data, status, err)
+		}
+		if int32(status) != int32(want.GetStatus()) {
+			t.Fatalf("decoded % x as %d, protobuf as %d", data, int32(status), int32(want.GetStatus()))
+		}
+	})
+}
+
+func FuzzEncodeHealthCheckRequest(f *testing.F) {
+	for _, tt := range serviceNames {
+		f.Add(tt.service)
+	}
+	f.Fuzz(func(t *testing.T, service string) {
+		got := probe.EncodeHealthCheckRequest(service)
+		if len(got) < 5 || got[0] != 0 || int(uint32(got[1])<<24|uint32(got[2])<<16|uint32(got[3])<<8|uint32(got[4])) != len(got)-5 {
+			t.Fatalf("bad prefix for %q: % x", service, got[:min(len(got), 5)])
+		}
+		if !utf8.ValidString(service) {
+			return // protobuf refuses to marshal or unmarshal a proto3 string that is not UTF-8
+		}
+		var decoded healthpb.HealthCheckRequest
+		if err := proto.Unmarshal(got[5:], &decoded); err != nil || decoded.GetService() != service {
+			t.Fatalf("protobuf reads %q as %q (%v)", service, decoded.GetService(), err)
+		}
+		want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: service})
+		if err != nil || string(want) != string(got[5:]) {
+			t.Fatalf("encoding of %q: got % x, protobuf % x (%v)", service, got[5:], want, err)
+		}
+	})
+}
+
+func FuzzParseTarget(f *testing.F) {
+	for _, seed := range []string{
+		"http://localhost:8080/healthz", "https://[::1]:8443/ready?full=1#x", "grpc://localhost:9090",
+		"grpcs://api.internal/", "tcp://db:5432", "tls://db:5432", "HTTP://LOCALHOST", "http://host:/",
+		"http://user@host/", "tcp://db", "http://[fe80::1%25eth0]:80/", "http://host:0", "//host:1",
+		"http://h\x00st/", "http://%41:80/", "grpc://h:1/svc", "tls://h:99999", "http://[::1]x/",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u, err := probe.ParseTarget(raw)
+		if err != nil {
+			if !probe.IsUsage(err) {
+				t.Fatalf("ParseTarget(%q): error %v is not a usage error", raw, err)
+			}
+			if u != nil {
+				t.Fatalf("ParseTarget(%q): an error and a URL", raw)
+			}
+			return
+		}
+		checkTarget(t, raw, u.Scheme, u.Hostname(), u.Port(), u.User != nil)
+		// The checkers dial and request u.String(): it must name the same endpoint.
+		again, err := probe.ParseTarget(u.String())
+		if err != nil {
+			t.Fatalf("ParseTarget(%q) = %q, which does not parse again: %v", raw, u.String(), err)
+		}
+		if again.String() != u.String() || again.Host != u.Host || again.Path != u.Path || again.RawQuery != u.RawQuery {
+			t.Fatalf("ParseTarget(%q) = %q, which parses again as %q (host %q, path %q)", raw, u.String(), again.String(), again.Host, again.Path)
+		}
+	})
+}
+
+func checkTarget(t *testing.T, raw, scheme, host, port string, hasUser bool) {
+	t.Helper()
+	if !slices.Contains(probe.Schemes, scheme) {
+		t.Fatalf("ParseTarget(%q): unknown scheme %q accepted", raw, scheme)
+	}
+	if host == "" {
+		t.Fatalf("ParseTarget(%q): no host, accepted", raw)
+	}
+	if hasUser {
+		t.Fatalf("ParseTarget(%q): user information accepted", raw)
+	}
+	if (scheme == "tcp" || scheme == "tls") && port == "" {
+		t.Fatalf("ParseTarget(%q): %s:// without a port accepted", raw, scheme)
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			t.Fatalf("ParseTarget(%q): port %q accepted", raw, port)
+		}
+	}
+}
+
+func FuzzParseStatusSet(f *testing.F) {
+	for _, seed := range []string{
+		"200-399", "200", "200,204,300-399", " 200 , 418 ", "100-599", "", "2xx", "99", "600", "0200",
+		"+200", "200,", "399-200", "200-", "200-300-400", "200 - 204", "-200", "２００", "200,,204",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		set, err := probe.ParseStatusSet(text)
+		if err != nil {
+			if !probe.IsUsage(err) {
+				t.Fatalf("ParseStatusSet(%q): error %v is not a usage error", text, err)
+			}
+			return
+		}
+		if len(set) == 0 {
+			t.Fatalf("ParseStatusSet(%q): accepted an empty set", text)
+		}
+		if set.Contains(99) || set.Contains(600) || set.Contains(0) || set.Contains(-1) {
+			t.Fatalf("ParseStatusSet(%q) = %s holds a code outside 100-599", text, set)
+		}
+		again, err := probe.ParseStatusSet(set.String())
+		if err != nil {
+			t.Fatalf("ParseStatusSet(%q).String() = %q does not parse again: %v", text, set.String(), err)
+		}
+		if !slices.Equal(set, again) || again.String() != set.String() {
+			t.Fatalf("ParseStatusSet(%q) = %s parses again as %s", text, set, again)
+		}
+		for code := 100; code <= 599; code++ {
+			if set.Contains(code) != again.Contains(code) {
+				t.Fatalf("ParseStatusSet(%q): %d is in one and not in its re-parse", text, code)
+			}
+		}
+	})
+}
+
+func FuzzParseHeader(f *testing.F) {
+	for _, seed := range []string{
+		"Authorization: Bearer x", "x-probe:yes", "Host: app.internal", "X-Empty:", "X-Time: 12:30",
+		"no colon", ": value", "Bad Name: v", "X: a\r\nInjected: b", "X: a\x00b", "X: a\x7fb", "X: a\x1bb",
+		"Naïve: v", "X(y): v", "X: \tv\t", "Host: a b", "Host: a/b",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		name, value, err := probe.ParseHeader(line)
+		if err != nil {
+			if !probe.IsUsage(err) {
+				t.Fatalf("ParseHeader(%q): error %v is not a usage error", line, err)
+			}
+			return
+		}
+		// Accepted: net/http sends it as it is, instead of failing the request at run time (which
+		// would report a configuration mistake as an unreachable endpoint).
+		if !httpguts.ValidHeaderFieldName(name) {
+			t.Fatalf("ParseHeader(%q): name %q is not an HTTP token", line, name)
+		}
+		if name != http.CanonicalHeaderKey(name) {
+			t.Fatalf("ParseHeader(%q): name %q is not canonical", line, name)
+		}
+		if !httpguts.ValidHeaderFieldValue(value) {
+			t.Fatalf("ParseHeader(%q): value %q is not a valid header value", line, value)
+		}
+		if value != strings.TrimSpace(value) {
+			t.Fatalf("ParseHeader(%q): value %q is not trimmed", line, value)
+		}
+		if name == "Host" && !httpguts.ValidHostHeader(value) {
+			t.Fatalf("ParseHeader(%q): %q is not a valid Host", line, value)
+		}
+	})
+}
