@@ -227,7 +227,10 @@ func readBazelignore(dir string) map[string]bool {
 	return ignored
 }
 
-var parsed sync.Map // path -> *build.File
+var (
+	parsed       sync.Map // path -> *build.File
+	goModuleDirs sync.Map // Go module path -> [dir, version]
+)
 
 // parseFile parses a Bazel file with the parser buildifier uses, picking the dialect by name.
 func parseFile(path string) (*build.File, error) {
@@ -360,6 +363,10 @@ func ruleCalls(f *build.File) []*build.CallExpr {
 // downloading it when a fresh machine does not have it yet.
 func goModuleDir(t *testing.T, path string) (dir, version string) {
 	t.Helper()
+	if cached, ok := goModuleDirs.Load(path); ok {
+		info := cached.([2]string)
+		return info[0], info[1]
+	}
 	cmd := exec.Command("go", "mod", "download", "-json", path)
 	cmd.Dir = repoRoot(t)
 	out, err := cmd.Output()
@@ -368,6 +375,7 @@ func goModuleDir(t *testing.T, path string) (dir, version string) {
 	require.NoError(t, json.Unmarshal(out, &info))
 	require.Empty(t, info.Error, "go mod download %s", path)
 	require.DirExists(t, info.Dir)
+	goModuleDirs.Store(path, [2]string{info.Dir, info.Version})
 	return info.Dir, info.Version
 }
 
