@@ -3,6 +3,7 @@ package bazelcheck
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -180,9 +181,12 @@ func TestProbeBinaryIsStaticAndStamped(t *testing.T) {
 	assert.Equal(t, imagespec.VersionSymbol, literal(xdefs.List[0].Key))
 	assert.Equal(t, "{STABLE_VERSION}", literal(xdefs.List[0].Value), "stamped from images/workspace_status.sh under --config=release")
 
-	status, err := os.ReadFile(filepath.Join(repoRoot(t), "images", "workspace_status.sh"))
-	require.NoError(t, err)
-	assert.Contains(t, string(status), "STABLE_VERSION")
+	// Bazel runs the status command from the workspace root and reads "KEY value" lines.
+	status := exec.Command("bash", filepath.Join("images", "workspace_status.sh"))
+	status.Dir = repoRoot(t)
+	out, err := status.Output()
+	require.NoError(t, err, "images/workspace_status.sh")
+	assert.Regexp(t, `^STABLE_VERSION \S+\n$`, string(out))
 	rc, err := os.ReadFile(filepath.Join(repoRoot(t), ".bazelrc"))
 	require.NoError(t, err)
 	assert.Contains(t, string(rc), "build:release --stamp")
