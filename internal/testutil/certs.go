@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,11 +48,11 @@ type Leaf struct {
 	TLS     tls.Certificate
 }
 
-var serial int64
+// serial makes serial numbers unique within a test process, also when tests run in parallel.
+var serial atomic.Int64
 
 func nextSerial() *big.Int {
-	serial++
-	return big.NewInt(time.Now().UnixNano() + serial)
+	return big.NewInt(time.Now().UnixNano() + serial.Add(1))
 }
 
 // NewCA makes a self-signed CA whose keys and leaves use keyType.
