@@ -177,6 +177,8 @@ func TestShellFormHealthCheckCannotWorkInScratch(t *testing.T) {
 	checkProbeResult(t, 0, dockerCmd(t, append([]string{"exec", app, imagespec.BinaryPath}, withMTLS(healthyURL)...)...))
 
 	h := waitForHealth(t, app, "unhealthy")
+	require.NotEmpty(t, h.Log)
+	t.Logf("health log of the shell form: exit %d: %s", h.Log[0].ExitCode, h.Log[0].Output)
 	for _, entry := range h.Log {
 		assert.NotEqual(t, 0, entry.ExitCode)
 		assert.Contains(t, entry.Output, "/bin/sh")
