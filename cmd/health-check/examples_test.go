@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+// The examples people copy must keep working: every /health-check command in the Kubernetes
+// manifests and in the README parses with today's flags, and its -timeout fits the probe's
+// timeoutSeconds.
+
+type probeExample struct {
+	where          string
+	command        []string
+	env            map[string]string
+	timeoutSeconds int
+}
+
+func TestKubernetesExamplesParse(t *testing.T) {
+	paths, err := filepath.Glob("../../examples/kubernetes/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	var examples []probeExample
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		decoder := yaml.NewDecoder(strings.NewReader(string(data)))
+		for {
+			var doc any
+			if err := decoder.Decode(&doc); err != nil {
+				break
+			}
+			examples = append(examples, findExecProbes(filepath.Base(path), doc, nil)...)
+		}
+	}
+	require.NotEmpty(t, examples, "the manifests hold exec probes")
+	for _, ex := range examples {
+		t.Run(ex.where, func(t *testing.T) {
+			require.Equal(t, "/health-check", ex.command[0])
+			opts, err := parseOptions(ex.command[1:], func(name string) string { return ex.env[name] })
+			require.NoError(t, err)
+			require.NotZero(t, ex.timeoutSeconds, "set timeoutSeconds beside the probe's -timeout")
+			assert.Less(t, opts.config.Timeout, time.Duration(ex.timeoutSeconds)*time.Second,
+				"-timeout must end the probe before the kubelet's timeoutSeconds")
+		})
+	}
+}
+
+// findExecProbes walks a decoded manifest for containers' exec probes, with the container's env.
+func findExecProbes(where string, node any, env map[string]string) []probeExample {
+	var found []probeExample
+	switch node := node.(type) {
+	case map[string]any:
+		if vars, ok := node["env"].([]any); ok {
+			env = map[string]string{}
+			for _, v := range vars {
+				if pair, ok := v.(map[string]any); ok {
+					name, _ := pair["name"].(string)
+					value, _ := pair["value"].(string)
+					env[name] = value
+				}
+			}
+		}
+		for key, value := range node {
+			probe, ok := value.(map[string]any)
+			if !ok || !strings.HasSuffix(key, "Probe") {
+				found = append(found, findExecProbes(where, value, env)...)
+				continue
+			}
+			exec, _ := probe["exec"].(map[string]any)
+			command, _ := exec["command"].([]any)
+			if len(command) == 0 {
+				continue
+			}
+			ex := probeExample{where: where + " " + key, env: env}
+			for _, arg := range command {
+				ex.command = append(ex.command, toString(arg))
+			}
+			ex.timeoutSeconds, _ = probe["timeoutSeconds"].(int)
+			found = append(found, ex)
+		}
+	case []any:
+		for _, item := range node {
+			found = append(found, findExecProbes(where, item, env)...)
+		}
+	}
+	return found
+}
+
+func toString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	data, _ := json.Marshal(v)
+	return string(data)
+}
+
+// execArrays are the exec-form commands in the README: Docker's CMD [...] and Kubernetes' command: [...].
+var execArrays = regexp.MustCompile(`\["/health-check"[^\]]*\]`)
+
+// shellLines are the README's health-check command lines in its shell examples.
+var shellLines = regexp.MustCompile(`(?m)^health-check (.*)$`)
+
+func TestReadmeExamplesParse(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	var commands [][]string
+	for _, match := range execArrays.FindAllString(string(readme), -1) {
+		var command []string
+		require.NoError(t, json.Unmarshal([]byte(match), &command), match)
+		if len(command) > 1 { // not the bare entrypoint
+			commands = append(commands, command[1:])
+		}
+	}
+	for _, match := range shellLines.FindAllStringSubmatch(string(readme), -1) {
+		commands = append(commands, strings.Fields(match[1]))
+	}
+	require.GreaterOrEqual(t, len(commands), 4, "the README shows exec and shell examples")
+	for _, args := range commands {
+		_, err := parseOptions(args, env(nil))
+		assert.NoError(t, err, "%q", args)
+	}
+}
