@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -144,10 +145,18 @@ func TestLayerFileIsTheAmd64Layer(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tr.Next()
 	assert.Equal(t, io.EOF, err, "one entry only")
-	// An ELF header's e_machine is 62 for x86-64.
-	require.Greater(t, len(binary), 20)
-	assert.Equal(t, []byte("\x7fELF"), binary[:4])
-	assert.Equal(t, byte(62), binary[18])
+	exe, err := elf.NewFile(bytes.NewReader(binary))
+	require.NoError(t, err)
+	assert.Equal(t, elf.EM_X86_64, exe.Machine)
+	// Static: a scratch image has no dynamic loader and no libc.
+	for _, prog := range exe.Progs {
+		assert.NotEqual(t, elf.PT_INTERP, prog.Type, "no program interpreter")
+	}
+	libs, err := exe.ImportedLibraries()
+	require.NoError(t, err)
+	assert.Empty(t, libs)
+	// Stripped (-s): no symbol table.
+	assert.Nil(t, exe.Section(".symtab"))
 }
 
 // TestProbeCarriesTheStampedVersion runs the amd64 probe from the layer: the version given to
