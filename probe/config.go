@@ -3,7 +3,7 @@ package probe
 import (
 	"fmt"
 	"net"
-	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -31,9 +31,9 @@ type Config struct {
 	UnixSocket string
 
 	// HTTP only.
-	Method       string      // GET or HEAD
-	Header       http.Header // extra request headers
-	Host         string      // Host header; empty means the target's host
+	Method       string              // GET or HEAD
+	Header       map[string][]string // extra request headers, by canonical name
+	Host         string              // Host header; empty means the target's host
 	ExpectStatus StatusSet
 	ExpectBody   string
 
@@ -47,6 +47,12 @@ type Config struct {
 	RetryDelay time.Duration
 	UserAgent  string
 }
+
+// The HTTP methods a check may use: it reads, and never changes, what it checks.
+const (
+	methodGet  = "GET"
+	methodHead = "HEAD"
+)
 
 // Schemes are the target schemes, each with the checker it selects.
 var Schemes = []string{"http", "https", "grpc", "grpcs", "tcp", "tls"}
@@ -250,7 +256,7 @@ func ParseHeader(line string) (name, value string, err error) {
 	if strings.ContainsFunc(value, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
 		return "", "", usageErrorf("bad -header %q: control characters in value", line)
 	}
-	name = http.CanonicalHeaderKey(name)
+	name = textproto.CanonicalMIMEHeaderKey(name)
 	if name == "Host" && strings.ContainsFunc(value, func(r rune) bool { return !isHostChar(r) }) {
 		return "", "", usageErrorf("bad -header %q: want 'Host: host[:port]' (IDNs as punycode)", line)
 	}
@@ -286,7 +292,7 @@ func (c *Config) Validate() error {
 	}
 	if !isHTTP(scheme) {
 		switch {
-		case c.Method != "" && c.Method != http.MethodGet:
+		case c.Method != "" && c.Method != methodGet:
 			return usageErrorf("-method applies to http and https, not %s", scheme)
 		case len(c.Header) > 0 || c.Host != "":
 			return usageErrorf("-header applies to http and https, not %s", scheme)
@@ -296,7 +302,7 @@ func (c *Config) Validate() error {
 			return usageErrorf("-expect-status applies to http and https, not %s", scheme)
 		}
 	}
-	if c.Method != "" && c.Method != http.MethodGet && c.Method != http.MethodHead {
+	if c.Method != "" && c.Method != methodGet && c.Method != methodHead {
 		return usageErrorf("bad -method %q: want GET or HEAD", c.Method)
 	}
 	if c.GRPCService != "" && !isGRPC(scheme) {

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,9 +35,9 @@ var errRedirectLoop = fmt.Errorf("stopped after %d redirects", maxRedirects)
 
 // checkHTTP sends one request and judges the answer by its status and, with -expect-body, its body.
 //
-// It speaks HTTP/1.1 on one connection of its own, on the calling goroutine, with net/http's request
-// writer and response reader: no Transport, whose connection pool, proxy logic and dialing goroutines
-// cost a probe that makes one request and exits more than the request itself.
+// It speaks HTTP/1.1 itself, on one connection of its own and on the calling goroutine. net/http would
+// cost a probe that makes one request and exits more than the request does: its package alone adds
+// about a megabyte of resident memory and its Transport a connection pool, proxy logic and goroutines.
 func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
 	target := c.Target
 	for redirects := 0; ; redirects++ {
@@ -43,8 +45,8 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 		if err != nil {
 			return unreachable(err)
 		}
-		defer resp.Body.Close()
-		next, err := sameHostRedirect(resp, c.Target, log)
+		defer resp.conn.Close()
+		next, err := sameHostRedirect(resp, target, c.Target, log)
 		if err != nil {
 			return unreachable(err)
 		}
@@ -59,17 +61,17 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 }
 
 // judge is the verdict on an answer: its status, then its body.
-func judge(c *Config, resp *http.Response, from *url.URL) outcome {
-	status := resp.Status
+func judge(c *Config, resp *response, from *url.URL) outcome {
+	status := resp.status
 	if from != c.Target {
 		status += " from " + redacted(from)
 	}
-	if !c.ExpectStatus.Contains(resp.StatusCode) {
-		snippet, _ := readUpTo(resp.Body, bodySnippetBytes)
+	if !c.ExpectStatus.Contains(resp.statusCode) {
+		snippet, _ := readUpTo(resp.body, bodySnippetBytes)
 		return unhealthy("%s (want %s)%s", status, c.ExpectStatus, quoteBody(snippet))
 	}
 	if c.ExpectBody != "" {
-		body, err := readUpTo(resp.Body, maxBodyBytes)
+		body, err := readUpTo(resp.body, maxBodyBytes)
 		if err != nil {
 			return unreachable(fmt.Errorf("%s, reading body: %w", status, err))
 		}
@@ -80,9 +82,18 @@ func judge(c *Config, resp *http.Response, from *url.URL) outcome {
 	return healthy(status)
 }
 
+// response is the head of an HTTP answer, with its body still on the connection.
+type response struct {
+	status     string // "503 Service Unavailable", as the server sent it
+	statusCode int
+	header     textproto.MIMEHeader
+	body       io.Reader // the body alone, whatever its framing
+	conn       net.Conn
+}
+
 // roundTrip sends one request for target on a new connection and reads the answer's head. Every wait,
-// the body's included, ends at ctx's deadline. Closing the body closes the connection.
-func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf) (*http.Response, error) {
+// the body's included, ends at ctx's deadline. The caller closes resp.conn.
+func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf) (*response, error) {
 	conn, err := dial(ctx, c, address(target), log)
 	if err != nil {
 		return nil, err
@@ -101,78 +112,182 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		}
 		conn = tlsConn
 	}
-
-	req := &http.Request{
-		Method:     c.Method,
-		URL:        target,
-		Host:       c.Host,
-		Header:     c.Header.Clone(),
-		Close:      true, // one request a connection: the server closes after answering
-		ProtoMajor: 1, ProtoMinor: 1,
-	}
-	if req.Method == "" {
-		req.Method = http.MethodGet
-	}
-	if req.Header == nil {
-		req.Header = http.Header{}
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", c.UserAgent)
-	}
 	start := time.Now()
-	writer := bufio.NewWriterSize(conn, 1024)
-	if err := req.Write(writer); err != nil {
+	if _, err := conn.Write(requestHead(c, target)); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	if err := writer.Flush(); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(conn, maxResponseHeaderBytes+maxBodyBytes)), req)
+	// The answer's head and the part of the body we look at, and not a byte more.
+	reader := bufio.NewReaderSize(io.LimitReader(conn, maxResponseHeaderBytes+maxBodyBytes), 4<<10)
+	resp, err := readResponseHead(reader, c.Method == methodHead)
 	if err != nil {
 		conn.Close()
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("connection closed without an answer")
-		}
 		return nil, err
 	}
-	log("answer %s in %s", resp.Status, since(start))
-	resp.Body = bodyCloser{resp.Body, conn}
+	resp.conn = conn
+	log("answer %s in %s", resp.status, since(start))
 	return resp, nil
 }
 
-// bodyCloser closes the connection with the body.
-type bodyCloser struct {
-	io.Reader
-	conn net.Conn
+// requestHead is an HTTP/1.1 request without a body. The header values were checked when they were
+// parsed, so none can break the request's framing.
+func requestHead(c *Config, target *url.URL) []byte {
+	method := c.Method
+	if method == "" {
+		method = methodGet
+	}
+	host := c.Host
+	if host == "" {
+		host = target.Host
+	}
+	var b bytes.Buffer
+	b.WriteString(method + " " + target.RequestURI() + " HTTP/1.1\r\nHost: " + host + "\r\n")
+	if len(c.Header["User-Agent"]) == 0 {
+		b.WriteString("User-Agent: " + c.UserAgent + "\r\n")
+	}
+	names := make([]string, 0, len(c.Header))
+	for name := range c.Header {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "Host" || name == "Connection" {
+			continue
+		}
+		for _, value := range c.Header[name] {
+			b.WriteString(name + ": " + value + "\r\n")
+		}
+	}
+	b.WriteString("Connection: close\r\n\r\n") // one request a connection
+	return b.Bytes()
 }
 
-func (b bodyCloser) Close() error { return b.conn.Close() }
+// readResponseHead reads the status line and headers of the final answer, skipping interim 1xx ones,
+// and frames the body as RFC 9112 section 6.3 says.
+func readResponseHead(r *bufio.Reader, head bool) (*response, error) {
+	text := textproto.NewReader(r)
+	for {
+		line, err := text.ReadLine()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, errors.New("connection closed without an answer")
+			}
+			return nil, err
+		}
+		resp, err := parseStatusLine(line)
+		if err != nil {
+			return nil, err
+		}
+		if resp.header, err = text.ReadMIMEHeader(); err != nil {
+			return nil, fmt.Errorf("reading the answer's headers: %w", err)
+		}
+		if resp.statusCode >= 100 && resp.statusCode < 200 && resp.statusCode != 101 {
+			continue // 100 Continue, 103 Early Hints: the answer comes next
+		}
+		resp.body, err = bodyReader(r, resp, head)
+		return resp, err
+	}
+}
+
+// parseStatusLine reads "HTTP/1.1 503 Service Unavailable".
+func parseStatusLine(line string) (*response, error) {
+	proto, status, _ := strings.Cut(line, " ")
+	code, _, _ := strings.Cut(status, " ")
+	n, err := strconv.Atoi(code)
+	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(code) != 3 || err != nil || n < 100 {
+		return nil, fmt.Errorf("not an HTTP/1.1 answer: %q", line[:min(len(line), 40)])
+	}
+	return &response{status: status, statusCode: n}, nil
+}
+
+// bodyReader frames the body: none, chunked, Content-Length bytes, or up to the connection's close.
+func bodyReader(r *bufio.Reader, resp *response, head bool) (io.Reader, error) {
+	if head || resp.statusCode == 204 || resp.statusCode == 304 || resp.statusCode == 101 {
+		return strings.NewReader(""), nil
+	}
+	if codings := resp.header.Values("Transfer-Encoding"); len(codings) > 0 {
+		if !strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked") {
+			return nil, fmt.Errorf("unsupported Transfer-Encoding %q", strings.Join(codings, ", "))
+		}
+		return &chunkedReader{r: r}, nil
+	}
+	if length := resp.header.Get("Content-Length"); length != "" {
+		n, err := strconv.ParseInt(strings.TrimSpace(length), 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad Content-Length %q", length)
+		}
+		return io.LimitReader(r, n), nil
+	}
+	return r, nil
+}
+
+// chunkedReader decodes a chunked body (RFC 9112 section 7.1); trailers are not read.
+type chunkedReader struct {
+	r    *bufio.Reader
+	left uint64 // bytes left in the current chunk
+	done bool
+}
+
+func (c *chunkedReader) Read(p []byte) (int, error) {
+	if c.done {
+		return 0, io.EOF
+	}
+	if c.left == 0 {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return 0, fmt.Errorf("chunked body: %w", unexpectedEOF(err))
+		}
+		size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
+		if c.left, err = strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 63); err != nil {
+			return 0, fmt.Errorf("chunked body: bad chunk size %q", size)
+		}
+		if c.left == 0 {
+			c.done = true
+			return 0, io.EOF
+		}
+	}
+	n, err := c.r.Read(p[:min(uint64(len(p)), c.left)])
+	c.left -= uint64(n)
+	if c.left == 0 && err == nil {
+		var crlf [2]byte
+		if _, err = io.ReadFull(c.r, crlf[:]); err == nil && string(crlf[:]) != "\r\n" {
+			err = errors.New("chunked body: no CRLF after a chunk")
+		}
+	}
+	return n, unexpectedEOF(err)
+}
+
+// unexpectedEOF turns an EOF inside a framed body into the error it is.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // sameHostRedirect returns where a redirect leads when we follow it: to the same host only, like the
 // kubelet. A redirect to another host is not followed — its 3xx answer is judged as it is — so the
 // client certificate never leaves for a host it was not configured for.
-func sameHostRedirect(resp *http.Response, original *url.URL, log logf) (*url.URL, error) {
-	switch resp.StatusCode {
-	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
-		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+func sameHostRedirect(resp *response, current, original *url.URL, log logf) (*url.URL, error) {
+	switch resp.statusCode {
+	case 301, 302, 303, 307, 308:
 	default:
 		return nil, nil
 	}
-	location := resp.Header.Get("Location")
+	location := resp.header.Get("Location")
 	if location == "" {
 		return nil, nil
 	}
-	next, err := resp.Request.URL.Parse(location)
+	next, err := current.Parse(location)
 	if err != nil {
-		return nil, fmt.Errorf("%s with a bad Location: %w", resp.Status, err)
+		return nil, fmt.Errorf("%s with a bad Location: %w", resp.status, err)
 	}
 	if next.Scheme != "http" && next.Scheme != "https" || next.Hostname() != original.Hostname() {
 		log("not following the redirect to another host: %s", redacted(next))
 		return nil, nil
 	}
 	log("following redirect to %s", redacted(next))
+	next.Fragment = ""
 	return next, nil
 }
 

@@ -361,3 +361,89 @@ func TestKeyExchange(t *testing.T) {
 		})
 	}
 }
+
+// rawServer answers every connection with answer, after reading the request's head, then closes.
+func rawServer(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var head bytes.Buffer
+				buf := make([]byte, 1024)
+				for !bytes.Contains(head.Bytes(), []byte("\r\n\r\n")) {
+					n, err := conn.Read(buf)
+					if err != nil {
+						return
+					}
+					head.Write(buf[:n])
+				}
+				_, _ = conn.Write([]byte(answer))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/healthz"
+}
+
+// TestHTTPFraming: the hand-written HTTP/1.1 reader against answers as servers really frame them.
+func TestHTTPFraming(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer string
+		body   string // -expect-body
+		head   bool
+		want   Result
+		inLine string
+	}{
+		{name: "content-length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nready and more", body: "ready", want: Healthy},
+		{name: "content-length cuts the body", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nready", body: "ready", want: Unhealthy, inLine: `body does not contain "ready": "rea"`},
+		{name: "chunked", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nrea\r\n2;ext=1\r\ndy\r\n0\r\n\r\n", body: "ready", want: Healthy},
+		{name: "chunked with a trailer", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nready\r\n0\r\nX-T: 1\r\n\r\n", body: "ready", want: Healthy},
+		{name: "bad chunk size", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nready\r\n0\r\n\r\n", body: "ready", want: Unreachable, inLine: "bad chunk size"},
+		{name: "chunked body cut short", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nrea", body: "ready", want: Unreachable, inLine: "unexpected EOF"},
+		{name: "until close, HTTP/1.0", answer: "HTTP/1.0 200 OK\r\n\r\nall ready", body: "ready", want: Healthy},
+		{name: "interim 100 and 103 first", answer: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown", want: Unhealthy, inLine: `503 Service Unavailable (want 200-399): "down"`},
+		{name: "status without a reason", answer: "HTTP/1.1 204\r\n\r\n", want: Healthy},
+		{name: "HEAD has no body whatever Content-Length says", answer: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", head: true, want: Healthy},
+		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.2\r\n", want: Unreachable, inLine: `not an HTTP/1.1 answer: "SSH-2.0-OpenSSH_9.2"`},
+		{name: "HTTP/2 preface", answer: "\x00\x00\x12\x04\x00\x00\x00\x00\x00", want: Unreachable, inLine: "not an HTTP/1.1 answer"},
+		{name: "closed without an answer", answer: "", want: Unreachable, inLine: "connection closed without an answer"},
+		{name: "unsupported transfer coding", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", want: Unreachable, inLine: `unsupported Transfer-Encoding "gzip"`},
+		{name: "bad content-length", answer: "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", want: Unreachable, inLine: `bad Content-Length "-1"`},
+		{name: "redirect without a location is judged as is", answer: "HTTP/1.1 302 Found\r\n\r\n", want: Healthy},
+		{name: "redirect to another host is judged as is", answer: "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://elsewhere.invalid/\r\n\r\n", want: Healthy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, rawServer(t, tt.answer))
+			c.ExpectBody = tt.body
+			if tt.head {
+				c.Method = "HEAD"
+			}
+			report := run(c)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			assert.Contains(t, report.Line(), tt.inLine)
+		})
+	}
+}
+
+// TestHTTPRequestHead pins what the probe sends: one request, closed after the answer, our headers.
+func TestHTTPRequestHead(t *testing.T) {
+	c := testConfig(t, "http://app.internal:8080/healthz?full=1")
+	c.Header = map[string][]string{"X-B": {"2"}, "X-A": {"1", "1b"}, "Connection": {"keep-alive"}}
+	assert.Equal(t, "GET /healthz?full=1 HTTP/1.1\r\nHost: app.internal:8080\r\nUser-Agent: health-check/test\r\n"+
+		"X-A: 1\r\nX-A: 1b\r\nX-B: 2\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target)))
+
+	c = testConfig(t, "http://[::1]")
+	c.Method, c.Host = "HEAD", "vhost"
+	c.Header = map[string][]string{"User-Agent": {"kube-probe/1.33"}}
+	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target)))
+}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -56,7 +55,7 @@ func newFlagSet() *flagSet {
 	f.StringVar(&f.host, "host", "localhost", "without a URL: the target's `host`")
 	f.StringVar(&f.statusPort, "statusPort", "", "without a URL: the target's `port`")
 	f.StringVar(&f.path, "path", "", "without a URL: the target's `path`, with or without a leading /")
-	f.StringVar(&f.method, "method", http.MethodGet, "HTTP `method`: GET or HEAD")
+	f.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
 	f.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
 	f.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
 	f.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
@@ -167,9 +166,9 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 			continue
 		}
 		if config.Header == nil {
-			config.Header = http.Header{}
+			config.Header = map[string][]string{}
 		}
-		config.Header.Add(name, value)
+		config.Header[name] = append(config.Header[name], value)
 	}
 	if err := config.Validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -63,13 +64,13 @@ func TestParseOptions(t *testing.T) {
 		{name: "headers, one a line in the environment", args: []string{"-header", "X-A: 1", "http://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_HEADER": "X-B: 2\nX-C: 3"},
 			check: func(t *testing.T, o *options) {
-				assert.Equal(t, "1", o.config.Header.Get("X-A"))
-				assert.Empty(t, o.config.Header.Get("X-B"), "the command line's -header wins over the variable")
+				assert.Equal(t, "1", http.Header(o.config.Header).Get("X-A"))
+				assert.Empty(t, http.Header(o.config.Header).Get("X-B"), "the command line's -header wins over the variable")
 			}},
 		{name: "headers from the environment", args: []string{"http://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_HEADER": "X-B: 2\nHost: app.internal\n"},
 			check: func(t *testing.T, o *options) {
-				assert.Equal(t, "2", o.config.Header.Get("X-B"))
+				assert.Equal(t, "2", http.Header(o.config.Header).Get("X-B"))
 				assert.Equal(t, "app.internal", o.config.Host)
 			}},
 		{name: "lower-case method", args: []string{"-method", "head", "http://localhost/"},
