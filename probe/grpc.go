@@ -1,24 +1,23 @@
 package probe
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2/hpack"
 )
 
-// The gRPC health protocol (grpc.health.v1) spoken over net/http's HTTP/2 client. Its request and
+// The gRPC health protocol (grpc.health.v1), spoken over our own HTTP/2 client (h2.go). Its request and
 // response have one field each, so they are encoded here by hand instead of linking grpc-go and
 // protobuf into a binary that runs in every pod every few seconds.
 
@@ -63,211 +62,202 @@ var grpcCodeNames = [...]string{
 // A gRPC error status (NOT_FOUND for an unknown service, UNIMPLEMENTED without a health service) is an
 // answer, so it is unhealthy; a server that does not speak gRPC at all is unhealthy when it answers
 // HTTP/2 and unreachable when it cannot.
+//
+// It speaks HTTP/2 itself (h2.go), on one connection and on the calling goroutine: grpc:// is h2c with
+// prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	// The connection of the call, to explain a failure that net/http's HTTP/2 client reports
-	// without its cause.
-	var raw atomic.Pointer[recordingConn]
-	var tlsConn atomic.Pointer[tls.Conn]
-	var protocols http.Protocols
-	scheme := "https"
-	if c.Target.Scheme == "grpc" {
-		protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge, as gRPC does
-		scheme = "http"
-	} else {
-		protocols.SetHTTP2(true)
+	request := EncodeHealthCheckRequest(c.GRPCService)
+	if len(request) > h2InitialWindow {
+		return outcome{Usage, fmt.Sprintf("-service of %d bytes is too long", len(c.GRPCService))}
 	}
-	transport := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			conn, err := dial(ctx, c, addr, log)
-			if err != nil {
-				return nil, err
-			}
-			recorder := &recordingConn{Conn: conn}
-			raw.Store(recorder)
-			return recorder, nil
-		},
-		// The TLS connection, which the transport handshakes, is ours to keep: see explainCallError.
-		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			conn, err := dial(ctx, c, addr, log)
-			if err != nil {
-				return nil, err
-			}
-			recorder := &recordingConn{Conn: conn}
-			raw.Store(recorder)
-			config := tlsConfig.Clone()
-			if config == nil {
-				config = &tls.Config{}
-			}
-			if config.ServerName == "" {
-				config.ServerName, _, _ = net.SplitHostPort(addr)
-			}
-			config.NextProtos = []string{"h2"}
-			client := tls.Client(recorder, config)
-			tlsConn.Store(client)
-			return client, nil
-		},
-		Protocols:              &protocols,
-		DisableKeepAlives:      true,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: maxResponseHeaderBytes,
-	}
-	defer transport.CloseIdleConnections()
-
-	target := &url.URL{Scheme: scheme, Host: c.Target.Host, Path: grpcHealthCheckPath}
-	req, err := http.NewRequestWithContext(withTrace(ctx, log), http.MethodPost, target.String(),
-		bytes.NewReader(EncodeHealthCheckRequest(c.GRPCService)))
+	conn, err := dial(ctx, c, address(c.Target), log)
 	if err != nil {
-		return outcome{Usage, err.Error()}
+		return unreachable(err)
 	}
-	req.Header = http.Header{
-		"Content-Type": {"application/grpc"},
-		"Te":           {"trailers"},
-		"User-Agent":   {c.UserAgent},
+	defer conn.Close()
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		_ = conn.SetDeadline(deadline)
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		req.Header.Set("Grpc-Timeout", grpcTimeout(time.Until(deadline)))
+	scheme := "http"
+	if c.Target.Scheme == "grpcs" {
+		scheme = "https"
+		if tlsConfig == nil {
+			tlsConfig = &tls.Config{}
+		}
+		tlsConn, err := handshake(ctx, conn, tlsConfig, c.Target.Hostname(), "h2", log)
+		if err != nil {
+			return unreachable(explainTLSAlert(err))
+		}
+		if protocol := tlsConn.ConnectionState().NegotiatedProtocol; protocol != "h2" {
+			why := "it selected no protocol"
+			if protocol != "" {
+				why = fmt.Sprintf("it chose %q", protocol)
+			}
+			return unreachable(fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %s", why))
+		}
+		conn = tlsConn // closing the TCP connection, deferred above, is enough: no close_notify
 	}
 
-	resp, err := transport.RoundTrip(req)
+	fields := []hpack.HeaderField{
+		{Name: ":method", Value: "POST"},
+		{Name: ":scheme", Value: scheme},
+		{Name: ":path", Value: grpcHealthCheckPath},
+		{Name: ":authority", Value: c.Target.Host},
+		{Name: "content-type", Value: "application/grpc"},
+		{Name: "te", Value: "trailers"},
+	}
+	if c.UserAgent != "" {
+		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: c.UserAgent})
+	}
+	if hasDeadline {
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpcTimeout(time.Until(deadline))})
+	}
+	start := time.Now()
+	client := newH2Client(conn)
+	writeErr := client.writeRequest(fields, request)
+	if writeErr != nil {
+		// A server that refused us — a TLS alert after a TLS 1.3 handshake, an HTTP/1 error — said why
+		// before it closed the connection: read that, briefly, instead of reporting a broken pipe.
+		wait := time.Now().Add(alertWait)
+		if hasDeadline && deadline.Before(wait) {
+			wait = deadline
+		}
+		_ = conn.SetReadDeadline(wait)
+	}
+	resp, err := client.readResponse(maxGRPCMessageBytes + 5)
 	if err != nil {
-		return unreachable(explainCallError(ctx, err, raw.Load(), tlsConn.Load()))
+		if writeErr != nil && !informative(err) {
+			err = writeErr
+		}
+		var reset *h2ResetError
+		if errors.As(err, &reset) {
+			// The server took the call and refused it (REFUSED_STREAM) or gave up on it
+			// (INTERNAL_ERROR, CANCEL): an answer, like a gRPC error status, so unhealthy.
+			return unhealthy("%v", err)
+		}
+		return unreachable(explainTLSAlert(err))
 	}
-	defer resp.Body.Close()
-	if resp.ProtoMajor != 2 { // a TLS server that ignores ALPN gets HTTP/1.1
-		return unreachable(fmt.Errorf("not a gRPC server: it answered %q, not HTTP/2", resp.Proto+" "+resp.Status))
+
+	status := h2Get(resp.header, ":status")
+	grpcStatus := h2Get(resp.header, "grpc-status")
+	if grpcStatus == "" {
+		grpcStatus = h2Get(resp.trailer, "grpc-status")
 	}
-	if resp.StatusCode != http.StatusOK {
-		return unhealthy("not a gRPC server: HTTP %s", resp.Status)
+	log("answer :status %s, grpc-status %s in %s", status, cmp.Or(grpcStatus, "none"), since(start))
+	if status != "200" {
+		return unhealthy("not a gRPC server: HTTP %s", httpStatus(status))
 	}
-	if ct := resp.Header.Get("Content-Type"); !isGRPCContentType(ct) {
+	if ct := h2Get(resp.header, "content-type"); !isGRPCContentType(ct) {
 		return unhealthy("not a gRPC server: content-type %q", ct)
 	}
 	// A "trailers-only" answer carries grpc-status in its headers and has no body.
-	if code := resp.Header.Get("Grpc-Status"); code != "" {
-		return grpcStatusOutcome(code, resp.Header.Get("Grpc-Message"))
+	if code := h2Get(resp.header, "grpc-status"); code != "" {
+		return grpcStatusOutcome(code, h2Get(resp.header, "grpc-message"))
 	}
-	body, err := readUpTo(resp.Body, maxGRPCMessageBytes+5)
-	if err != nil {
-		return unreachable(fmt.Errorf("reading answer: %w", err))
+	if resp.truncated {
+		if _, err := DecodeHealthCheckResponse(resp.body); err != nil {
+			return unhealthy("bad answer: %v", err)
+		}
+		return unhealthy("bad answer: more than one message")
 	}
-	if code := resp.Trailer.Get("Grpc-Status"); code != "0" {
-		return grpcStatusOutcome(code, resp.Trailer.Get("Grpc-Message"))
+	if code := h2Get(resp.trailer, "grpc-status"); code != "0" {
+		return grpcStatusOutcome(code, h2Get(resp.trailer, "grpc-message"))
 	}
-	status, err := DecodeHealthCheckResponse(body)
+	serving, err := DecodeHealthCheckResponse(resp.body)
 	if err != nil {
 		return unhealthy("bad answer: %v", err)
 	}
-	if status != StatusServing {
-		return unhealthy("status %s", status)
+	if serving != StatusServing {
+		return unhealthy("status %s", serving)
 	}
 	return healthy("status SERVING")
 }
 
-// recordingConn keeps the first bytes a server sends, and what it sent before it closed a connection
-// that we were still writing to, which the HTTP/2 client, failing on the write, never reads.
-type recordingConn struct {
-	net.Conn
-	mu          sync.Mutex
-	first       []byte // the start of the server's answer
-	pending     []byte // read at Close after a failed write; Read returns it first
-	writeFailed bool
-	closed      bool
-}
-
-// recordedBytes is how much of a server's answer recordingConn keeps: a TLS alert, an HTTP/1 status line.
-const recordedBytes = 64
-
-func (c *recordingConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		c.mu.Unlock()
-		return n, nil
-	}
-	c.mu.Unlock()
-	n, err := c.Conn.Read(p)
-	c.record(p[:n])
-	return n, err
-}
-
-func (c *recordingConn) record(b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if room := recordedBytes - len(c.first); room > 0 {
-		c.first = append(c.first, b[:min(len(b), room)]...)
-	}
-}
-
-func (c *recordingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.mu.Lock()
-		c.writeFailed = true
-		c.mu.Unlock()
-	}
-	return n, err
-}
-
-// Close first keeps what a server sent before it closed, when a write failed: the peer is gone, so
-// its last words are already here, and the read does not wait.
-func (c *recordingConn) Close() error {
-	c.mu.Lock()
-	keep := c.writeFailed && !c.closed
-	c.closed = true
-	c.mu.Unlock()
-	if keep {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(alertWait))
-		buf := make([]byte, 4<<10)
-		n, _ := io.ReadFull(c.Conn, buf)
-		c.record(buf[:n])
-		c.mu.Lock()
-		c.pending = append(c.pending, buf[:n]...)
-		c.mu.Unlock()
-	}
-	return c.Conn.Close()
-}
-
-func (c *recordingConn) firstBytes() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.first
-}
-
-// alertWait bounds how long explainCallError waits for a TLS alert that is on its way.
+// alertWait bounds how long a check waits, after a failed write, for the reason the server closed.
 const alertWait = 50 * time.Millisecond
 
-// explainCallError finds the cause of a failed call. net/http's HTTP/2 client reports a connection that
-// broke before the call started as "http2: client conn could not be established" (or a write error),
-// whatever broke it: a server that rejected our client certificate, which in TLS 1.3 it says in an
-// alert after the handshake, or a server that answered HTTP/1 to the HTTP/2 preface.
-func explainCallError(ctx context.Context, err error, raw *recordingConn, tlsConn *tls.Conn) error {
-	if ctx.Err() != nil || raw == nil {
+// informative reports whether err, read after a write failed, says more than the write's error: a TLS
+// alert, an answer that is not HTTP/2, a GOAWAY, a closed connection. A reset or a timeout does not.
+func informative(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return opErr.Op == "remote error"
+	}
+	return !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// explainTLSAlert words a TLS alert from the server, which ends the connection: in the handshake, or
+// after it in TLS 1.3, where a server rejects our client certificate only once the handshake is over.
+func explainTLSAlert(err error) error {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Op != "remote error" {
 		return err
 	}
-	if tlsConn != nil {
-		// A tls.Conn keeps the alert that ended it; read it, or the alert still on its way.
-		wait := alertWait
-		if deadline, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(deadline))
-		}
-		_ = tlsConn.SetReadDeadline(time.Now().Add(wait))
-		var one [1]byte
-		var opErr *net.OpError
-		if _, readErr := tlsConn.Read(one[:]); errors.As(readErr, &opErr) && opErr.Op == "remote error" {
-			if strings.HasSuffix(readErr.Error(), "no application protocol") {
-				return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", readErr)
-			}
-			return fmt.Errorf("the server closed the connection: %w", readErr)
-		}
-		return err
+	if strings.HasSuffix(opErr.Error(), "no application protocol") {
+		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
 	}
-	if first := raw.firstBytes(); bytes.HasPrefix(first, []byte("HTTP/")) {
-		statusLine, _, _ := bytes.Cut(first, []byte("\r\n"))
-		return fmt.Errorf("not a gRPC server: it answered %q, not HTTP/2", statusLine)
+	return fmt.Errorf("the server closed the connection: %w", opErr)
+}
+
+// httpStatus is an HTTP/2 :status with the reason phrase that HTTP/2 no longer sends, for the statuses
+// that a gRPC path may meet on a server or proxy that is not gRPC.
+func httpStatus(status string) string {
+	if status == "" {
+		return "answer without :status"
 	}
-	return err
+	reason := ""
+	switch status {
+	case "204":
+		reason = "No Content"
+	case "301":
+		reason = "Moved Permanently"
+	case "302":
+		reason = "Found"
+	case "304":
+		reason = "Not Modified"
+	case "307":
+		reason = "Temporary Redirect"
+	case "308":
+		reason = "Permanent Redirect"
+	case "400":
+		reason = "Bad Request"
+	case "401":
+		reason = "Unauthorized"
+	case "403":
+		reason = "Forbidden"
+	case "404":
+		reason = "Not Found"
+	case "405":
+		reason = "Method Not Allowed"
+	case "408":
+		reason = "Request Timeout"
+	case "413":
+		reason = "Content Too Large"
+	case "415":
+		reason = "Unsupported Media Type"
+	case "421":
+		reason = "Misdirected Request"
+	case "429":
+		reason = "Too Many Requests"
+	case "431":
+		reason = "Request Header Fields Too Large"
+	case "500":
+		reason = "Internal Server Error"
+	case "501":
+		reason = "Not Implemented"
+	case "502":
+		reason = "Bad Gateway"
+	case "503":
+		reason = "Service Unavailable"
+	case "504":
+		reason = "Gateway Timeout"
+	case "505":
+		reason = "HTTP Version Not Supported"
+	default:
+		return status
+	}
+	return status + " " + reason
 }
 
 func isGRPCContentType(ct string) bool {

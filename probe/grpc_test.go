@@ -1,6 +1,7 @@
 package probe_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -272,6 +275,21 @@ func TestGRPCSMutualTLS(t *testing.T) {
 	}
 }
 
+// A server that rejects the client certificate after a TLS 1.3 handshake closes the connection while
+// the probe still writes a long request: the failure says why, not "broken pipe".
+func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
+	files := newMTLSFiles(t)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	for range 5 {
+		config := grpcConfig(t, "grpcs://"+server.Addr)
+		config.TLS = probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey}
+		config.GRPCService = strings.Repeat("s", 60000)
+		report := probe.Run(context.Background(), config, nil)
+		assert.Equal(t, probe.Unreachable, report.Result, report.Detail)
+		assert.Equal(t, "the server closed the connection: remote error: tls: unknown certificate authority", report.Detail)
+	}
+}
+
 func TestGRPCNotGRPCServers(t *testing.T) {
 	files := newMTLSFiles(t)
 	http1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -315,7 +333,7 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2)"}},
 		{name: "TLS server that ignores ALPN on grpcs://", url: "grpcs://" + noALPNListener.Addr().String(),
 			tls:  probe.TLSFiles{CACert: files.caFile},
-			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 404 Not Found", not HTTP/2`}},
+			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): it selected no protocol"}},
 		{name: "h2c server that answers text/plain", url: "grpc://" + h2cText,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", `not a gRPC server: content-type "text/plain"`}},
 		{name: "gRPC answer with grpc-status 0 is healthy", url: "grpc://" + h2cServer(t, fakeGRPC(servingFrame, map[string]string{"Grpc-Status": "0"})),
@@ -565,6 +583,301 @@ func TestDecodeHealthCheckResponseRejectsMalformed(t *testing.T) {
 			_, err := probe.DecodeHealthCheckResponse(tt.frame)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+// fakeH2Request is what a fake HTTP/2 server read from the probe.
+type fakeH2Request struct {
+	header   map[string]string
+	body     []byte
+	settings map[http2.SettingID]uint32
+}
+
+// fakeH2Conn is one connection of a fake HTTP/2 server, after it read the probe's request.
+type fakeH2Conn struct {
+	*http2.Framer
+	t    *testing.T
+	conn net.Conn
+	enc  *hpack.Encoder
+	buf  bytes.Buffer
+}
+
+// block encodes header fields, given as name, value pairs, into a header block.
+func (c *fakeH2Conn) block(fields ...string) []byte {
+	c.buf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		require.NoError(c.t, c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}))
+	}
+	return bytes.Clone(c.buf.Bytes())
+}
+
+// headers writes a header block on stream 1, split into a HEADERS frame and CONTINUATION frames of at
+// most chunk bytes.
+func (c *fakeH2Conn) headers(endStream bool, chunk int, block []byte) {
+	first := block[:min(chunk, len(block))]
+	rest := block[len(first):]
+	require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}))
+	for len(rest) > 0 {
+		n := min(chunk, len(rest))
+		require.NoError(c.t, c.WriteContinuation(1, n == len(rest), rest[:n]))
+		rest = rest[n:]
+	}
+}
+
+// hangUp closes the server's side of the connection.
+func (c *fakeH2Conn) hangUp() { require.NoError(c.t, c.conn.(*net.TCPConn).CloseWrite()) }
+
+// answer writes a whole gRPC answer: SETTINGS, headers, a message and grpc-status 0 in the trailers.
+func (c *fakeH2Conn) answer(message []byte) {
+	require.NoError(c.t, c.WriteSettings())
+	c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+	require.NoError(c.t, c.WriteData(1, false, message))
+	c.headers(true, 1<<14, c.block("grpc-status", "0"))
+}
+
+// fakeH2 serves HTTP/2 connections with serve, after reading the probe's request on each: a server
+// that misbehaves as a real one cannot be made to. The requests it read arrive on the channel.
+func fakeH2(t *testing.T, serve func(c *fakeH2Conn)) (string, <-chan fakeH2Request) {
+	t.Helper()
+	lis := listen(t)
+	requests := make(chan fakeH2Request, 10)
+	done := make(chan struct{})
+	t.Cleanup(func() { lis.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				preface := make([]byte, len(http2.ClientPreface))
+				if _, err := io.ReadFull(conn, preface); err != nil || string(preface) != http2.ClientPreface {
+					t.Errorf("fake h2 server: preface %q, %v", preface, err)
+					return
+				}
+				fr := http2.NewFramer(conn, conn)
+				fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+				req := fakeH2Request{header: map[string]string{}, settings: map[http2.SettingID]uint32{}}
+				for ended := false; !ended; {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						t.Errorf("fake h2 server: reading the request: %v", err)
+						return
+					}
+					switch f := f.(type) {
+					case *http2.SettingsFrame:
+						_ = f.ForeachSetting(func(s http2.Setting) error { req.settings[s.ID] = s.Val; return nil })
+					case *http2.MetaHeadersFrame:
+						for _, field := range f.Fields {
+							req.header[field.Name] = field.Value
+						}
+						ended = f.StreamEnded()
+					case *http2.DataFrame:
+						req.body = append(req.body, f.Data()...)
+						ended = f.StreamEnded()
+					}
+				}
+				requests <- req
+				c := &fakeH2Conn{Framer: fr, t: t, conn: conn}
+				c.enc = hpack.NewEncoder(&c.buf)
+				serve(c)
+				// Read until the probe closes: closing with its acknowledgements unread would reset
+				// the connection, and with it the answer the probe has not read yet.
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+		}
+	}()
+	return lis.Addr().String(), requests
+}
+
+func TestGRPCFakeHTTP2Servers(t *testing.T) {
+	serving := frame(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1))
+	tests := []struct {
+		name     string
+		serve    func(c *fakeH2Conn)
+		want     probe.Result
+		wantLine []string
+	}{
+		{name: "a well-formed answer", want: probe.Healthy, serve: func(c *fakeH2Conn) { c.answer(serving) }},
+		{name: "padding and priority on HEADERS and DATA", want: probe.Healthy, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}))
+			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, PadLength: 200,
+				Priority:      http2.PriorityParam{StreamDep: 0, Weight: 15, Exclusive: true},
+				BlockFragment: c.block(":status", "200", "content-type", "application/grpc+proto")}))
+			require.NoError(c.t, c.WriteDataPadded(1, false, serving[:3], make([]byte, 255)))
+			require.NoError(c.t, c.WriteDataPadded(1, false, serving[3:], []byte{}))
+			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 1,
+				BlockFragment: c.block("grpc-status", "0")}))
+		}},
+		{name: "header blocks split into CONTINUATION frames", want: probe.Healthy, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings())
+			c.headers(false, 3, c.block(":status", "200", "content-type", "application/grpc", "x-filler", strings.Repeat("x", 100)))
+			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.headers(true, 1, c.block("grpc-status", "0", "grpc-message", ""))
+		}},
+		{name: "an informational answer first", want: probe.Healthy, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings())
+			c.headers(false, 1<<14, c.block(":status", "103", "link", "</x>"))
+			c.answer(serving)
+		}},
+		{name: "frames the probe must ignore or acknowledge", want: probe.Healthy, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}))
+			require.NoError(c.t, c.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+			require.NoError(c.t, c.WriteWindowUpdate(0, 1<<20))
+			require.NoError(c.t, c.WriteWindowUpdate(1, 1<<20))
+			require.NoError(c.t, c.WritePriority(1, http2.PriorityParam{Weight: 1}))
+			require.NoError(c.t, c.WriteRawFrame(0x20, 0xff, 1, []byte("an unknown frame type")))
+			require.NoError(c.t, c.WriteData(3, true, []byte("another stream")))
+			require.NoError(c.t, c.WriteRSTStream(3, http2.ErrCodeCancel))
+			// The probe acknowledges the SETTINGS and the PING before it waits for more.
+			var sawSettingsAck, sawPingAck bool
+			for !sawSettingsAck || !sawPingAck {
+				f, err := c.ReadFrame()
+				require.NoError(c.t, err)
+				switch f := f.(type) {
+				case *http2.SettingsFrame:
+					sawSettingsAck = f.IsAck()
+				case *http2.PingFrame:
+					sawPingAck = f.IsAck() && f.Data == [8]byte{1, 2, 3, 4, 5, 6, 7, 8}
+				}
+			}
+			c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.headers(true, 1<<14, c.block("grpc-status", "0"))
+		}},
+		{name: "graceful GOAWAY that still serves the call", want: probe.Healthy, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings())
+			require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, []byte("draining")))
+			c.answer(serving)
+		}},
+		{name: "trailers-only NOT_FOUND", want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND: unknown service"}, serve: func(c *fakeH2Conn) {
+			require.NoError(c.t, c.WriteSettings())
+			c.headers(true, 1<<14, c.block(":status", "200", "content-type", "application/grpc", "grpc-status", "5", "grpc-message", "unknown service"))
+		}},
+		{name: "GOAWAY before the answer", want: probe.Unreachable,
+			wantLine: []string{`unreachable: `, `the server closed the connection: GOAWAY ENHANCE_YOUR_CALM "too_many_pings??[1m"`},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings\n\x1b[1m")))
+			}},
+		{name: "graceful GOAWAY without our stream", want: probe.Unreachable,
+			wantLine: []string{`the server closed the connection: GOAWAY NO_ERROR "shutting down"`},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")))
+			}},
+		{name: "graceful GOAWAY, then the server closes", want: probe.Unreachable,
+			wantLine: []string{"the server closed the connection without an answer (after GOAWAY NO_ERROR)"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, nil))
+				c.hangUp()
+			}},
+		{name: "RST_STREAM REFUSED_STREAM", want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "the server reset the call: REFUSED_STREAM"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeRefusedStream))
+			}},
+		{name: "RST_STREAM after the headers", want: probe.Unhealthy, wantLine: []string{"the server reset the call: INTERNAL_ERROR"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeInternal))
+			}},
+		{name: "a frame over the maximum frame size", want: probe.Unreachable,
+			wantLine: []string{"a frame of 16385 bytes, over the maximum frame size of 16384 (FRAME_SIZE_ERROR)"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+				require.NoError(c.t, c.WriteData(1, false, make([]byte, 1<<14+1)))
+			}},
+		{name: "a header list over the limit", want: probe.Unreachable, wantLine: []string{"the answer's header block is over 16384 bytes"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				big := strings.Repeat("v", 6000)
+				c.headers(false, 1<<14, c.block(":status", "200", "a", big, "b", big, "c", big))
+			}},
+		{name: "an answer that does not start with SETTINGS", want: probe.Unreachable,
+			wantLine: []string{"not a gRPC server: its answer does not start with an HTTP/2 SETTINGS frame"},
+			serve: func(c *fakeH2Conn) {
+				c.headers(true, 1<<14, c.block(":status", "200", "content-type", "application/grpc", "grpc-status", "0"))
+			}},
+		{name: "a frame inside a header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: frame type 6 inside a header block"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				block := c.block(":status", "200", "content-type", "application/grpc")
+				require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:2]}))
+				require.NoError(c.t, c.WritePing(false, [8]byte{}))
+			}},
+		{name: "a broken header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: bad header block"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+			}},
+		{name: "padding longer than its frame", want: probe.Unreachable, wantLine: []string{"padding longer than its frame"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+				require.NoError(c.t, c.WriteRawFrame(http2.FrameData, http2.FlagDataPadded, 1, []byte{9, 1, 2}))
+			}},
+		{name: "PUSH_PROMISE", want: probe.Unreachable, wantLine: []string{"PUSH_PROMISE, though push is disabled"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				require.NoError(c.t, c.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
+					BlockFragment: c.block(":method", "GET", ":path", "/")}))
+			}},
+		{name: "the server closes in the middle of the answer", want: probe.Unreachable,
+			wantLine: []string{"the server closed the connection before the end of the answer"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+				c.hangUp()
+			}},
+		{name: "an answer over the message limit", want: probe.Unhealthy, wantLine: []string{"bad answer: message of 5000 bytes is too long"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
+				long := frame(make([]byte, 5000))
+				require.NoError(c.t, c.WriteData(1, false, long[:3000]))
+				require.NoError(c.t, c.WriteData(1, false, long[3000:]))
+				c.headers(true, 1<<14, c.block("grpc-status", "0"))
+			}},
+		{name: "two messages", want: probe.Unhealthy, wantLine: []string{"bad answer: message is 9 bytes, its prefix says 2"},
+			serve: func(c *fakeH2Conn) { c.answer(append(bytes.Clone(serving), serving...)) }},
+		{name: "HTTP 503 without a body's end", want: probe.Unhealthy, wantLine: []string{"not a gRPC server: HTTP 503 Service Unavailable"},
+			serve: func(c *fakeH2Conn) {
+				require.NoError(c.t, c.WriteSettings())
+				c.headers(false, 1<<14, c.block(":status", "503"))
+				require.NoError(c.t, c.WriteData(1, false, []byte("upstream connect error")))
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, requests := fakeH2(t, tt.serve)
+			config := grpcConfig(t, "grpc://"+addr)
+			config.GRPCService = "app.Service"
+			report := probe.Run(context.Background(), config, nil)
+			assert.Equal(t, tt.want, report.Result, report.Line())
+			for _, want := range tt.wantLine {
+				assert.Contains(t, report.Line(), want)
+			}
+			assert.NotContains(t, report.Line(), "\n")
+			assert.NotContains(t, report.Line(), "\x1b")
+			req := <-requests
+			assert.Equal(t, "POST", req.header[":method"])
+			assert.Equal(t, "http", req.header[":scheme"])
+			assert.Equal(t, "/grpc.health.v1.Health/Check", req.header[":path"])
+			assert.Equal(t, addr, req.header[":authority"])
+			assert.Equal(t, "application/grpc", req.header["content-type"])
+			assert.Equal(t, "trailers", req.header["te"])
+			assert.Equal(t, "health-check/test", req.header["user-agent"])
+			assert.Regexp(t, `^[0-9]{1,8}m$`, req.header["grpc-timeout"])
+			assert.Equal(t, probe.EncodeHealthCheckRequest("app.Service"), req.body)
+			assert.Equal(t, uint32(0), req.settings[http2.SettingEnablePush])
 		})
 	}
 }
