@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
 	"sort"
@@ -322,20 +321,6 @@ func quoteBody(body []byte) string {
 		return ""
 	}
 	return ": " + strconv.QuoteToGraphic(sanitize(string(body), bodySnippetBytes))
-}
-
-// withTrace adds -v lines for the phases of a net/http request: TLS, and the first byte of the answer.
-func withTrace(ctx context.Context, log logf) context.Context {
-	var tlsStart time.Time
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		TLSHandshakeStart: func() { tlsStart = time.Now() },
-		TLSHandshakeDone: func(state tls.ConnectionState, err error) {
-			if err == nil {
-				log("TLS handshake in %s: %s", since(tlsStart), describeConnection(state))
-			}
-		},
-		GotFirstResponseByte: func() { log("first byte of the answer") },
-	})
 }
 
 // isTimeout reports whether err is a deadline running out.
