@@ -75,23 +75,27 @@ func startMTLS(t *testing.T, p *pki, handler http.Handler) *httptest.Server {
 	return srv
 }
 
-// blackHole accepts connections and never answers, until the test ends.
+// blackHole is the address of a listener that accepts connections and never answers.
 func blackHole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); ln.Close() })
+	return testutil.BlackHole(t).Addr().String()
+}
+
+// serveConns hands every connection ln accepts to handle, on its own goroutine, until the test ends.
+func serveConns(t *testing.T, ln net.Listener, handle func(net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { <-done; conn.Close() }()
+			go func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				handle(conn)
+			}()
 		}
 	}()
-	return ln.Addr().String()
 }
 
 // closedPort is a loopback port with nothing listening on it.

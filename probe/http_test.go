@@ -367,29 +367,18 @@ func rawServer(t *testing.T, answer string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
+	serveConns(t, ln, func(conn net.Conn) {
+		var head bytes.Buffer
+		buf := make([]byte, 1024)
+		for !bytes.Contains(head.Bytes(), []byte("\r\n\r\n")) {
+			n, err := conn.Read(buf)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				var head bytes.Buffer
-				buf := make([]byte, 1024)
-				for !bytes.Contains(head.Bytes(), []byte("\r\n\r\n")) {
-					n, err := conn.Read(buf)
-					if err != nil {
-						return
-					}
-					head.Write(buf[:n])
-				}
-				_, _ = conn.Write([]byte(answer))
-			}()
+			head.Write(buf[:n])
 		}
-	}()
+		_, _ = conn.Write([]byte(answer))
+	})
 	return "http://" + ln.Addr().String() + "/healthz"
 }
 

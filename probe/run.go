@@ -82,7 +82,8 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	deadline := start.Add(c.Timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	check := c.checker()
 	var last outcome
@@ -91,11 +92,14 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 		attempts++
 		log("attempt %d: %s", attempts, report.Checked)
 		last = check(ctx, c, tlsConfig, log)
-		if last.result == Unreachable && ctx.Err() != nil {
+		// The connection's deadline is the context's, and may fire a moment before the context's own
+		// timer: the clock, not ctx.Err, says whether the time is up.
+		timeUp := !time.Now().Before(deadline)
+		if last.result == Unreachable && timeUp {
 			last.detail = fmt.Sprintf("no answer within -timeout %s (%s)", c.Timeout, last.detail)
 		}
 		log("attempt %d: %s: %s", attempts, last.result, last.detail)
-		if last.result == Healthy || attempts > c.Retries || ctx.Err() != nil {
+		if last.result == Healthy || attempts > c.Retries || timeUp {
 			break
 		}
 		if !sleep(ctx, c.RetryDelay) {

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -18,25 +19,9 @@ func startTLSListener(t *testing.T, config *tls.Config) string {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", config)
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-				var buf [64]byte
-				for {
-					if _, err := conn.Read(buf[:]); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	serveConns(t, ln, func(conn net.Conn) {
+		_, _ = io.Copy(io.Discard, conn)
+	})
 	return ln.Addr().String()
 }
 
