@@ -277,7 +277,7 @@ func TestHTTPTimeouts(t *testing.T) {
 			assert.Equal(t, Unreachable, report.Result, report.Line())
 			assert.Contains(t, report.Line(), "no answer within -timeout 300ms")
 			assert.GreaterOrEqual(t, elapsed, c.Timeout)
-			assert.Less(t, elapsed, c.Timeout+100*time.Millisecond, "the run must end at the timeout")
+			assert.Less(t, elapsed, c.Timeout+timeoutMargin, "the run must end at the timeout")
 		})
 	}
 }
