@@ -26,6 +26,7 @@ type probeExample struct {
 }
 
 func TestKubernetesExamplesParse(t *testing.T) {
+	needsGoTree(t)
 	paths, err := filepath.Glob("../../examples/kubernetes/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, paths)
@@ -111,6 +112,7 @@ var execArrays = regexp.MustCompile(`\["/health-check"[^\]]*\]`)
 var shellLines = regexp.MustCompile(`(?m)^health-check (.*)$`)
 
 func TestReadmeExamplesParse(t *testing.T) {
+	needsGoTree(t)
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	var commands [][]string
