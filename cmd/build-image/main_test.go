@@ -94,6 +94,7 @@ var buildOnce = sync.OnceValues(func() (built, error) {
 // buildLayout returns the layout directory of the shared build and the digests it printed.
 func buildLayout(t *testing.T) (string, string) {
 	t.Helper()
+	testutil.NeedsGoTree(t)
 	b, err := buildOnce()
 	require.NoError(t, err)
 	return b.dir, b.stdout
@@ -306,6 +307,7 @@ func moduleFiles(t *testing.T, root string) []string {
 // shared, so the test downloads nothing. The cold build is the slow part: a minute or two of CPU
 // for two platforms' standard library.
 func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
+	testutil.NeedsGoTree(t)
 	if testing.Short() {
 		t.Skip("compiles the probe from a cold cache; skipped with -short")
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
 
 // The examples people copy must keep working: every /health-check command in the Kubernetes
@@ -26,7 +28,7 @@ type probeExample struct {
 }
 
 func TestKubernetesExamplesParse(t *testing.T) {
-	needsGoTree(t)
+	testutil.NeedsGoTree(t)
 	paths, err := filepath.Glob("../../examples/kubernetes/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, paths)
@@ -112,7 +114,7 @@ var execArrays = regexp.MustCompile(`\["/health-check"[^\]]*\]`)
 var shellLines = regexp.MustCompile(`(?m)^health-check (.*)$`)
 
 func TestReadmeExamplesParse(t *testing.T) {
-	needsGoTree(t)
+	testutil.NeedsGoTree(t)
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	var commands [][]string

@@ -32,19 +32,10 @@ var (
 	buildErr   error
 )
 
-// needsGoTree skips a test under Bazel, whose sandbox has neither the go command nor the source tree
-// (README, examples) these tests read; `go test ./...`, which CI runs, always has both.
-func needsGoTree(t *testing.T) {
-	t.Helper()
-	if os.Getenv("TEST_SRCDIR") != "" {
-		t.Skip("needs the go command and the source tree: run it with go test")
-	}
-}
-
 // probeBinary builds cmd/health-check once per test process.
 func probeBinary(t *testing.T) string {
 	t.Helper()
-	needsGoTree(t)
+	testutil.NeedsGoTree(t)
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "health-check-bin")
 		if err != nil {
@@ -227,7 +218,7 @@ func TestStaticBinary(t *testing.T) {
 // TestNoHeavyPackages: net/http alone costs a probe about 1 MiB of resident memory and 60 page faults
 // a run (measured with bench/), so the probe speaks HTTP/1.1 and HTTP/2 itself; this keeps it so.
 func TestNoHeavyPackages(t *testing.T) {
-	needsGoTree(t)
+	testutil.NeedsGoTree(t)
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	require.NoError(t, err)
 	deps := strings.Fields(string(out))

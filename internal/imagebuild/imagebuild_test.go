@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
 
 var (
@@ -400,6 +401,7 @@ func TestModuleToolchainIsTheGoLineOfGoMod(t *testing.T) {
 // TestBuildTwiceGivesTheSameDigests compiles the real probe for every platform twice and compares
 // the digests: the unit-sized version of the reproducibility test in cmd/build-image.
 func TestBuildTwiceGivesTheSameDigests(t *testing.T) {
+	testutil.NeedsGoTree(t)
 	if testing.Short() {
 		t.Skip("compiles the probe twice per platform; skipped with -short")
 	}
