@@ -308,6 +308,10 @@ func (c *Config) Validate() error {
 	if c.GRPCService != "" && !isGRPC(scheme) {
 		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
 	}
+	// The request goes out whole, before the server could grant more than HTTP/2's initial window.
+	if n := len(EncodeHealthCheckRequest(c.GRPCService)); n > h2InitialWindow {
+		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2InitialWindow)
+	}
 	if !usesTLS(scheme) {
 		if flag := c.TLS.firstSet(); flag != "" {
 			return usageErrorf("%s needs a TLS scheme (https, grpcs or tls), not %s", flag, scheme)

@@ -228,3 +228,16 @@ func TestQueryIsRedacted(t *testing.T) {
 	assert.Contains(t, line, "/healthz?…")
 	assert.NotContains(t, line, "secret")
 }
+
+func TestValidateRejectsAServiceNameOverOneHTTP2Window(t *testing.T) {
+	c := testConfig(t, "grpc://localhost:9090")
+	c.GRPCService = strings.Repeat("s", h2InitialWindow)
+	err := c.Validate()
+	require.Error(t, err)
+	assert.True(t, IsUsage(err))
+	assert.Contains(t, err.Error(), "-service of 65535 bytes is too long")
+	c.Retries = 3
+	report := run(c)
+	assert.Equal(t, Usage, report.Result)
+	assert.Zero(t, report.Attempts, "a usage error is never retried")
+}

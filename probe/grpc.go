@@ -66,10 +66,7 @@ var grpcCodeNames = [...]string{
 // It speaks HTTP/2 itself (h2.go), on one connection and on the calling goroutine: grpc:// is h2c with
 // prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	request := EncodeHealthCheckRequest(c.GRPCService)
-	if len(request) > h2InitialWindow {
-		return outcome{Usage, fmt.Sprintf("-service of %d bytes is too long", len(c.GRPCService))}
-	}
+	request := EncodeHealthCheckRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
 	conn, err := dial(ctx, c, address(c.Target), log)
 	if err != nil {
 		return unreachable(err)

@@ -99,7 +99,7 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 			last.detail = fmt.Sprintf("no answer within -timeout %s (%s)", c.Timeout, last.detail)
 		}
 		log("attempt %d: %s: %s", attempts, last.result, last.detail)
-		if last.result == Healthy || attempts > c.Retries || timeUp {
+		if last.result == Healthy || last.result == Usage || attempts > c.Retries || timeUp {
 			break
 		}
 		if !sleep(ctx, c.RetryDelay) {
