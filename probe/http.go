@@ -45,15 +45,16 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 			return unreachable(err)
 		}
 		defer resp.conn.Close()
+		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
 		next, err := sameHostRedirect(resp, target, c.Target, log)
 		if err != nil {
-			return unreachable(err)
+			return unhealthy("%v", err)
 		}
 		if next == nil {
 			return judge(c, resp, target)
 		}
 		if redirects == maxRedirects {
-			return unreachable(errRedirectLoop)
+			return unhealthy("%v", errRedirectLoop)
 		}
 		target = next
 	}

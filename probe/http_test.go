@@ -115,7 +115,7 @@ func TestHTTPChecks(t *testing.T) {
 			configure: func(c *Config) { c.ExpectBody = "all good" }},
 		{name: "same-host redirect to a failure", url: srv.URL + "/redirect-to-fail", want: Unhealthy,
 			inLine: []string{"503", "from https://127.0.0.1:" + port + "/fail"}},
-		{name: "redirect loop", url: srv.URL + "/loop", want: Unreachable, inLine: []string{"stopped after 10 redirects"}},
+		{name: "redirect loop", url: srv.URL + "/loop", want: Unhealthy, inLine: []string{"stopped after 10 redirects"}},
 		{name: "no client certificate", url: srv.URL + "/healthz", want: Unreachable,
 			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }, inLine: []string{"certificate required"}},
 		{name: "client certificate from a foreign CA", url: srv.URL + "/healthz", want: Unreachable,
@@ -435,4 +435,11 @@ func TestHTTPRequestHead(t *testing.T) {
 	c.Method, c.Host = "HEAD", "vhost"
 	c.Header = map[string][]string{"User-Agent": {"kube-probe/1.33"}}
 	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target)))
+}
+
+func TestHTTPBadRedirectLocation(t *testing.T) {
+	c := testConfig(t, rawServer(t, "HTTP/1.1 302 Found\r\nLocation: http://[::1/\r\n\r\n"))
+	report := run(c)
+	assert.Equal(t, Unhealthy, report.Result, "the server answered")
+	assert.Contains(t, report.Line(), `302 Found with a bad Location: parse "http://[::1/": missing ']' in host`)
 }

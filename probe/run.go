@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -194,16 +193,11 @@ func since(t time.Time) string {
 	return time.Since(t).Round(10 * time.Microsecond).String()
 }
 
-// errorText is an error's message for the failure line, without the repetition that net/http and
-// net wrap around it.
+// errorText is an error's message for the failure line; a deadline running out reads as "timed out",
+// which Run completes with the -timeout that ran out.
 func errorText(err error) string {
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = urlErr.Err
-	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return "timed out"
 	}
-	return strings.TrimPrefix(err.Error(), "net/http: ")
+	return err.Error()
 }
