@@ -257,10 +257,21 @@ func ParseHeader(line string) (name, value string, err error) {
 		return "", "", usageErrorf("bad -header %q: control characters in value", line)
 	}
 	name = textproto.CanonicalMIMEHeaderKey(name)
+	if framingHeaders[name] {
+		return "", "", usageErrorf("bad -header %q: %s frames the request, which is the probe's to write", line, name)
+	}
 	if name == "Host" && strings.ContainsFunc(value, func(r rune) bool { return !isHostChar(r) }) {
 		return "", "", usageErrorf("bad -header %q: want 'Host: host[:port]' (IDNs as punycode)", line)
 	}
 	return name, value, nil
+}
+
+// framingHeaders decide how the request is framed and how long its connection lives. The probe sends a
+// GET or HEAD without a body on a connection of its own: one of these from -header could only make the
+// server wait for a body that never comes, or keep a connection we are about to close.
+var framingHeaders = map[string]bool{
+	"Connection": true, "Content-Length": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
 // isTokenChar reports whether r may be in a header name: an RFC 9110 tchar.
@@ -269,7 +280,7 @@ func isTokenChar(r rune) bool {
 		strings.ContainsRune("!#$%&'*+-.^_`|~", r))
 }
 
-// isHostChar reports whether r may be in a Host header, as net/http checks it.
+// isHostChar reports whether r may be in a Host header: a host name, an IP literal and a port.
 func isHostChar(r rune) bool {
 	return r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
 		strings.ContainsRune("!$%&'()*+,-.:;=[]_~", r))

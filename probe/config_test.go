@@ -148,6 +148,9 @@ func TestParseHeader(t *testing.T) {
 		{line: ": value", wantErr: "want 'Name: value'"},
 		{line: "Bad Name: v", wantErr: "want 'Name: value'"},
 		{line: "X: a\r\nInjected: b", wantErr: "control characters"},
+		{line: "Content-Length: 5", wantErr: "Content-Length frames the request"},
+		{line: "transfer-encoding: chunked", wantErr: "Transfer-Encoding frames the request"},
+		{line: "Connection: keep-alive", wantErr: "Connection frames the request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

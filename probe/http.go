@@ -151,7 +151,7 @@ func requestHead(c *Config, target *url.URL) []byte {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if name == "Host" || name == "Connection" {
+		if name == "Host" || framingHeaders[name] { // ParseHeader rejects them; a library caller may not have used it
 			continue
 		}
 		for _, value := range c.Header[name] {
