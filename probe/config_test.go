@@ -9,6 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// requireUsageError checks that err is a usage error whose message contains want.
+func requireUsageError(t *testing.T, err error, want string) {
+	t.Helper()
+	require.Error(t, err)
+	assert.True(t, IsUsage(err), "%v is a usage error", err)
+	assert.Contains(t, err.Error(), want)
+}
+
 func TestParseTarget(t *testing.T) {
 	tests := []struct {
 		raw     string
@@ -42,9 +50,7 @@ func TestParseTarget(t *testing.T) {
 		t.Run(tt.raw, func(t *testing.T) {
 			u, err := ParseTarget(tt.raw)
 			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.True(t, IsUsage(err))
-				assert.Contains(t, err.Error(), tt.wantErr)
+				requireUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -80,9 +86,7 @@ func TestLegacyTarget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			u, err := LegacyTarget(tt.scheme, tt.host, tt.port, tt.path)
 			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.True(t, IsUsage(err))
-				assert.Contains(t, err.Error(), tt.wantErr)
+				requireUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -118,9 +122,7 @@ func TestStatusSet(t *testing.T) {
 		t.Run(tt.text, func(t *testing.T) {
 			set, err := ParseStatusSet(tt.text)
 			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.True(t, IsUsage(err))
-				assert.Contains(t, err.Error(), tt.wantErr)
+				requireUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -198,9 +200,7 @@ func TestValidate(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
-			require.Error(t, err)
-			assert.True(t, IsUsage(err))
-			assert.Contains(t, err.Error(), tt.wantErr)
+			requireUsageError(t, err, tt.wantErr)
 		})
 	}
 }
@@ -235,10 +235,7 @@ func TestQueryIsRedacted(t *testing.T) {
 func TestValidateRejectsAServiceNameOverOneHTTP2Window(t *testing.T) {
 	c := testConfig(t, "grpc://localhost:9090")
 	c.GRPCService = strings.Repeat("s", h2InitialWindow)
-	err := c.Validate()
-	require.Error(t, err)
-	assert.True(t, IsUsage(err))
-	assert.Contains(t, err.Error(), "-service of 65535 bytes is too long")
+	requireUsageError(t, c.Validate(), "-service of 65535 bytes is too long")
 	c.Retries = 3
 	report := run(c)
 	assert.Equal(t, Usage, report.Result)

@@ -35,6 +35,15 @@ import (
 const grpcTestTimeout = 3 * time.Second
 
 // grpcConfig is a one-attempt check of rawURL.
+// assertReport checks a report's verdict and that its line contains each of lines.
+func assertReport(t *testing.T, report probe.Report, want probe.Result, lines ...string) {
+	t.Helper()
+	assert.Equal(t, want, report.Result, report.Line())
+	for _, line := range lines {
+		assert.Contains(t, report.Line(), line)
+	}
+}
+
 func grpcConfig(t *testing.T, rawURL string) *probe.Config {
 	t.Helper()
 	target, err := probe.ParseTarget(rawURL)
@@ -130,10 +139,7 @@ func TestGRPCOverH2C(t *testing.T) {
 			config.GRPCService = tt.service
 			config.Retries = tt.retries
 			report := probe.Run(context.Background(), config, nil)
-			assert.Equal(t, tt.want, report.Result, report.Line())
-			for _, want := range tt.wantLine {
-				assert.Contains(t, report.Line(), want)
-			}
+			assertReport(t, report, tt.want, tt.wantLine...)
 			if tt.want == probe.Healthy {
 				assert.Equal(t, 1, report.Attempts)
 			}
@@ -263,10 +269,7 @@ func TestGRPCSMutualTLS(t *testing.T) {
 			config.TLS = tt.tls
 			var verbose strings.Builder
 			report := probe.Run(context.Background(), config, &verbose)
-			assert.Equal(t, tt.want, report.Result, report.Line())
-			for _, want := range tt.wantLine {
-				assert.Contains(t, report.Line(), want)
-			}
+			assertReport(t, report, tt.want, tt.wantLine...)
 			for _, want := range tt.wantVerbose {
 				assert.Contains(t, verbose.String(), want)
 			}
@@ -354,10 +357,7 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 			config := grpcConfig(t, tt.url)
 			config.TLS = tt.tls
 			report := probe.Run(context.Background(), config, nil)
-			assert.Equal(t, tt.want, report.Result, report.Line())
-			for _, want := range tt.wantLine {
-				assert.Contains(t, report.Line(), want)
-			}
+			assertReport(t, report, tt.want, tt.wantLine...)
 			assert.NotContains(t, report.Line(), "\n")
 			assert.NotContains(t, report.Line(), "\x1b")
 		})
@@ -432,10 +432,7 @@ func TestGRPCOverUnixSocket(t *testing.T) {
 			config.UnixSocket = tt.socket
 			config.GRPCService = tt.service
 			report := probe.Run(context.Background(), config, nil)
-			assert.Equal(t, tt.want, report.Result, report.Line())
-			for _, want := range tt.wantLine {
-				assert.Contains(t, report.Line(), want)
-			}
+			assertReport(t, report, tt.want, tt.wantLine...)
 		})
 	}
 }
@@ -861,10 +858,7 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			config := grpcConfig(t, "grpc://"+addr)
 			config.GRPCService = "app.Service"
 			report := probe.Run(context.Background(), config, nil)
-			assert.Equal(t, tt.want, report.Result, report.Line())
-			for _, want := range tt.wantLine {
-				assert.Contains(t, report.Line(), want)
-			}
+			assertReport(t, report, tt.want, tt.wantLine...)
 			assert.NotContains(t, report.Line(), "\n")
 			assert.NotContains(t, report.Line(), "\x1b")
 			req := <-requests
