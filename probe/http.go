@@ -114,6 +114,7 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 	}
 	start := time.Now()
 	if _, err := conn.Write(requestHead(c, target)); err != nil {
+		err = whyClosed(ctx, conn, err)
 		conn.Close()
 		return nil, err
 	}
@@ -127,6 +128,24 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 	resp.conn = conn
 	log("answer %s in %s", resp.status, since(start))
 	return resp, nil
+}
+
+// whyClosed is the error to report when a write failed: a server that rejected our client certificate
+// after a TLS 1.3 handshake said so in an alert before it closed, and that beats "broken pipe". It
+// reads for alertWait at most, and never past ctx's deadline.
+func whyClosed(ctx context.Context, conn net.Conn, writeErr error) error {
+	wait := time.Now().Add(alertWait)
+	if deadline, ok := ctx.Deadline(); ok && deadline.Before(wait) {
+		wait = deadline
+	}
+	_ = conn.SetReadDeadline(wait)
+	var one [1]byte
+	_, err := conn.Read(one[:])
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return explainTLSAlert(err)
+	}
+	return writeErr
 }
 
 // requestHead is an HTTP/1.1 request without a body. The header values were checked when they were
