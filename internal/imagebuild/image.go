@@ -13,11 +13,6 @@ import (
 	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
 )
 
-// Platform is the platform of one image of the index.
-func Platform(arch string) v1.Platform {
-	return v1.Platform{OS: imagespec.OS, Architecture: arch}
-}
-
 // Image stacks layers on scratch for linux/arch, in order, and gives it the image's config: the
 // non-root user, the probe as entrypoint, the fixed created time. configure, when not nil, changes
 // the config further (the tests' app images set their own entrypoint and a health check).

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 )
 
 // MTLSFiles are the PEM files of a mutual-TLS setup, written to one directory: a CA, a server
@@ -16,18 +15,6 @@ type MTLSFiles struct {
 	ServerCert, ServerKey string
 	ClientCert, ClientKey string
 	OtherCACert           string
-}
-
-// Names are the file names under Dir, for paths inside a container that mounts Dir elsewhere.
-func (f *MTLSFiles) Names() MTLSFiles {
-	return MTLSFiles{
-		CACert:      filepath.Base(f.CACert),
-		ServerCert:  filepath.Base(f.ServerCert),
-		ServerKey:   filepath.Base(f.ServerKey),
-		ClientCert:  filepath.Base(f.ClientCert),
-		ClientKey:   filepath.Base(f.ClientKey),
-		OtherCACert: filepath.Base(f.OtherCACert),
-	}
 }
 
 // WriteMTLSFiles makes a fresh CA, a server certificate for dnsNames and ips, and a client
