@@ -116,11 +116,7 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	if writeErr != nil {
 		// A server that refused us — a TLS alert after a TLS 1.3 handshake, an HTTP/1 error — said why
 		// before it closed the connection: read that, briefly, instead of reporting a broken pipe.
-		wait := time.Now().Add(alertWait)
-		if hasDeadline && deadline.Before(wait) {
-			wait = deadline
-		}
-		_ = conn.SetReadDeadline(wait)
+		awaitClosingReason(ctx, conn)
 	}
 	resp, err := client.readResponse(maxGRPCMessageBytes + 5)
 	if err != nil {
@@ -173,6 +169,17 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 
 // alertWait bounds how long a check waits, after a failed write, for the reason the server closed.
 const alertWait = 50 * time.Millisecond
+
+// awaitClosingReason lets the next read on conn wait alertWait at most, and never past ctx's deadline:
+// after a failed write, the server's reason for closing (a TLS alert, an HTTP/1 answer) is either
+// already there or not coming.
+func awaitClosingReason(ctx context.Context, conn net.Conn) {
+	wait := time.Now().Add(alertWait)
+	if deadline, ok := ctx.Deadline(); ok && deadline.Before(wait) {
+		wait = deadline
+	}
+	_ = conn.SetReadDeadline(wait)
+}
 
 // informative reports whether err, read after a write failed, says more than the write's error: a TLS
 // alert, an answer that is not HTTP/2, a GOAWAY, a closed connection. A reset or a timeout does not.

@@ -132,13 +132,9 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 
 // whyClosed is the error to report when a write failed: a server that rejected our client certificate
 // after a TLS 1.3 handshake said so in an alert before it closed, and that beats "broken pipe". It
-// reads for alertWait at most, and never past ctx's deadline.
+// reads for alertWait at most.
 func whyClosed(ctx context.Context, conn net.Conn, writeErr error) error {
-	wait := time.Now().Add(alertWait)
-	if deadline, ok := ctx.Deadline(); ok && deadline.Before(wait) {
-		wait = deadline
-	}
-	_ = conn.SetReadDeadline(wait)
+	awaitClosingReason(ctx, conn)
 	var one [1]byte
 	_, err := conn.Read(one[:])
 	var opErr *net.OpError
