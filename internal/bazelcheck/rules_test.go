@@ -94,14 +94,19 @@ func bazelDeps(m *bazelModule) map[string]string {
 	return deps
 }
 
-func goModRequirements(t *testing.T) map[string]string {
+func goModFile(t *testing.T) *modfile.File {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
 	require.NoError(t, err)
 	mf, err := modfile.Parse("go.mod", data, nil)
 	require.NoError(t, err)
+	return mf
+}
+
+func goModRequirements(t *testing.T) map[string]string {
+	t.Helper()
 	reqs := map[string]string{}
-	for _, r := range mf.Require {
+	for _, r := range goModFile(t).Require {
 		reqs[r.Mod.Path] = r.Mod.Version
 	}
 	return reqs

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,18 +16,39 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// goTool runs `go tool NAME ARGS...` (a tool line of go.mod) in the repository root.
+// goTool builds NAME, a tool line of go.mod, and runs it with ARGS in the repository root. The
+// tool is built first, on its own, so that what the go command says while it builds (`go:
+// downloading ...` on a cold module cache) is never taken for what the tool reports.
 func goTool(t *testing.T, name string, args ...string) (output string, exitCode int) {
 	t.Helper()
-	cmd := exec.Command("go", append([]string{"tool", name}, args...)...)
+	binary := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "build", "-o", binary, toolPackage(t, name))
+	build.Dir = repoRoot(t)
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build the %s tool: %s", name, out)
+
+	cmd := exec.Command(binary, args...)
 	cmd.Dir = repoRoot(t)
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return string(out), exit.ExitCode()
 	}
-	require.NoError(t, err, "go tool %s: %s", name, out)
+	require.NoError(t, err, "%s: %s", name, out)
 	return string(out), 0
+}
+
+// toolPackage is the package of go.mod's tool line whose last element is name, as `go tool`
+// finds it.
+func toolPackage(t *testing.T, name string) string {
+	t.Helper()
+	for _, tool := range goModFile(t).Tool {
+		if path.Base(tool.Path) == name {
+			return tool.Path
+		}
+	}
+	require.FailNow(t, "go.mod has no tool line for "+name)
+	return ""
 }
 
 // TestBuildifier: every BUILD, .bzl, MODULE.bazel and WORKSPACE file (examples/downstream's too) is
