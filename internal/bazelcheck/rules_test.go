@@ -8,11 +8,11 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 
+	gazellelabel "github.com/bazelbuild/bazel-gazelle/label"
 	"github.com/bazelbuild/buildtools/build"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -414,38 +414,131 @@ func isLiteral(x build.Expr) bool {
 	return false
 }
 
-// TestGoDepsRepositories: MODULE.bazel's use_repo lists name exactly the Go module repositories
-// the BUILD files use; the ones the probe binary needs (everything reachable from //images:layer)
-// are not dev dependencies, so that other modules can build the layer.
+// goDepsExtension is gazelle's go_deps module extension, as use_extension names it.
+const goDepsExtension = "@gazelle//:extensions.bzl%go_deps"
+
+// TestGoDepsRepositories: MODULE.bazel's go_deps usages are what `bazel mod tidy` leaves as they
+// are, and other modules get from us exactly the Go modules the probe needs.
+//
+// What tidy writes follows from gazelle's go_deps (internal/bzlmod/go_deps.bzl at the pinned
+// version), which reports the root module's direct dependencies: the repository of every
+// go_deps.module tag and of every go.mod requirement that is direct (no `// indirect`) or
+// provides a `tool`, as a dev dependency when its tag (from_file's included) sits on a
+// dev_dependency usage and no regular tag names it too; never the Go modules that Bazel modules
+// in the graph provide themselves (rules_go and gazelle declare their own go.mod). tidy puts
+// exactly those names into the use_repo of the usage of each kind.
+//
+// The layout: the Go modules the probe needs (everything reachable from //images:layer) are
+// go_deps.module tags on the regular usage, at go.mod's version and go.sum's hash; from_file
+// sits on the dev usage, so that downstream modules never see our test and tool requirements.
 func TestGoDepsRepositories(t *testing.T) {
 	m := loadModules(t)[rootModuleName]
-	used := map[string]bool{}
+	mf := goModFile(t)
+	requires := goModRequirements(t)
+	sums := goSumHashes(t)
+
+	var fromFile []extensionTag
+	regularModules := map[string]bool{} // repository names of the regular go_deps.module tags
+	for _, tag := range m.tags {
+		if tag.extension != goDepsExtension {
+			continue
+		}
+		switch tag.class {
+		case "from_file":
+			fromFile = append(fromFile, tag)
+		case "module":
+			path, version := stringArg(tag.call, "path"), stringArg(tag.call, "version")
+			assert.False(t, tag.dev, "go_deps.module(path = %q) on a dev usage: the probe's modules belong on the regular one", path)
+			assert.Equal(t, requires[path], version, "go_deps.module(path = %q): the version go.mod requires", path)
+			assert.Equal(t, sums[path+"@"+version], stringArg(tag.call, "sum"), "go_deps.module(path = %q): the hash go.sum holds", path)
+			regularModules[goRepoName(path)] = true
+		default:
+			t.Errorf("go_deps.%s in MODULE.bazel: only from_file and module are expected", tag.class)
+		}
+	}
+	require.Len(t, fromFile, 1, "one go_deps.from_file")
+	assert.True(t, fromFile[0].dev, "go_deps.from_file sits on the dev_dependency usage")
+	assert.Equal(t, "//:go.mod", stringArg(fromFile[0].call, "go_mod"))
+
+	needed := reposReachableFrom(t, m, label{pkg: "images", name: "layer"})
+	assert.Equal(t, sortedKeys(needed), sortedKeys(regularModules),
+		"go_deps.module tags on the regular usage: the Go modules the probe needs, no more")
+
+	provided := map[string]bool{}
+	for _, goPath := range goRuleModules {
+		provided[goRepoName(goPath)] = true
+	}
+	var tools []string
+	for _, tool := range mf.Tool {
+		tools = append(tools, tool.Path)
+	}
+	wantRegular, wantDev := map[string]bool{}, map[string]bool{}
+	for repo := range regularModules {
+		wantRegular[repo] = true
+	}
+	for _, r := range mf.Require {
+		repo := goRepoName(r.Mod.Path)
+		if (!r.Indirect || providesTool(r.Mod.Path, tools)) && !provided[repo] && !wantRegular[repo] {
+			wantDev[repo] = true
+		}
+	}
+	gotRegular, gotDev := map[string]bool{}, map[string]bool{}
+	for proxy, repos := range m.useRepos {
+		if m.extensions[proxy] != goDepsExtension {
+			continue
+		}
+		for _, repo := range repos {
+			if m.devRepos[repo] {
+				gotDev[repo] = true
+			} else {
+				gotRegular[repo] = true
+			}
+		}
+	}
+	assert.Equal(t, sortedKeys(wantRegular), sortedKeys(gotRegular), "use_repo(go_deps, ...): what `bazel mod tidy` writes")
+	assert.Equal(t, sortedKeys(wantDev), sortedKeys(gotDev), "use_repo(go_deps_dev, ...): what `bazel mod tidy` writes")
+
+	// Every repository a BUILD file names must be visible, that is, in one of the lists.
 	for _, p := range m.packages {
 		build.Walk(p.file, func(x build.Expr, _ []build.Expr) {
 			if s, ok := x.(*build.StringExpr); ok && strings.HasPrefix(s.Value, "@") {
-				if l, err := parseLabel(s.Value, p.path); err == nil && m.repos[l.repo] == "" && l.repo != "" {
-					used[l.repo] = true
+				if l, err := parseLabel(s.Value, p.path); err == nil && l.repo != "" && m.repos[l.repo] == "" {
+					assert.True(t, gotRegular[l.repo] || gotDev[l.repo], "%s names @%s, which no use_repo lists", p.path, l.repo)
 				}
 			}
 		})
 	}
-	needed := reposReachableFrom(t, m, label{pkg: "images", name: "layer"})
-	var listed []string
-	for proxy, repos := range m.useRepos {
-		if strings.HasPrefix(proxy, "go_deps") {
-			listed = append(listed, repos...)
+}
+
+// goRepoName is the repository go_deps makes for a Go module (get_repo_name in go_deps.bzl, with
+// no module_override).
+func goRepoName(modulePath string) string {
+	return gazellelabel.ImportPathToBazelRepoName(modulePath)
+}
+
+// providesTool: go_deps treats a requirement as direct, `// indirect` or not, when a tool
+// package of go.mod lies in it (the module path is the tool's path or a prefix of it).
+func providesTool(modulePath string, tools []string) bool {
+	for _, tool := range tools {
+		if tool == modulePath || strings.HasPrefix(tool, modulePath+"/") {
+			return true
 		}
 	}
-	sort.Strings(listed)
-	assert.Equal(t, sortedKeys(used), listed, "use_repo(go_deps...) in MODULE.bazel: the repositories the BUILD files name")
-	for repo := range needed {
-		assert.False(t, m.devRepos[repo], "@%s: the probe needs it, so it must not be a dev dependency", repo)
-	}
-	for _, repo := range listed {
-		if !needed[repo] {
-			assert.True(t, m.devRepos[repo], "@%s: only tests and tools use it: list it in the dev_dependency use_repo", repo)
+	return false
+}
+
+// goSumHashes maps "path@version" to go.sum's h1 hash of the module's content.
+func goSumHashes(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "go.sum"))
+	require.NoError(t, err)
+	hashes := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && !strings.HasSuffix(f[1], "/go.mod") {
+			hashes[f[0]+"@"+f[1]] = f[2]
 		}
 	}
+	return hashes
 }
 
 // reposReachableFrom follows the label attributes from start through the packages of m and

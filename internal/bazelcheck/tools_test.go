@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	gazellelabel "github.com/bazelbuild/bazel-gazelle/label"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -75,7 +73,7 @@ func goRepositoryConfig(t *testing.T) string {
 	t.Helper()
 	var config strings.Builder
 	for _, path := range sortedKeys(goModRequirements(t)) {
-		fmt.Fprintf(&config, "go_repository(name = %q, importpath = %q)\n", gazellelabel.ImportPathToBazelRepoName(path), path)
+		fmt.Fprintf(&config, "go_repository(name = %q, importpath = %q)\n", goRepoName(path), path)
 	}
 	file := filepath.Join(t.TempDir(), "WORKSPACE")
 	require.NoError(t, os.WriteFile(file, []byte(config.String()), 0o644))

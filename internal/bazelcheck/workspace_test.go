@@ -32,7 +32,22 @@ type bazelModule struct {
 	devRepos map[string]bool
 	// useRepos are the use_repo names of each extension proxy variable.
 	useRepos map[string][]string
+	// extensions maps each extension proxy variable to use_extension's file and name,
+	// "@gazelle//:extensions.bzl%go_deps".
+	extensions map[string]string
+	// tags are the extension tags (`go_deps.module(...)`) in file order.
+	tags     []extensionTag
 	packages map[string]*bazelPackage // by package path ("" is the root package)
+}
+
+// extensionTag is one tag of a module extension usage: `proxy.class(attrs...)`.
+type extensionTag struct {
+	proxy string // the variable use_extension was assigned to
+	// extension is use_extension's file and name, "@gazelle//:extensions.bzl%go_deps".
+	extension string
+	dev       bool // the usage is a dev_dependency
+	class     string
+	call      *build.CallExpr
 }
 
 type bazelPackage struct {
@@ -138,10 +153,21 @@ func readModule(dir string) (*bazelModule, error) {
 		packages: map[string]*bazelPackage{},
 	}
 	devProxies := map[string]bool{}
+	extensions := map[string]string{}
+	m.extensions = extensions
 	for _, stmt := range f.Stmt {
 		call, assignedTo := callOf(stmt)
 		if call == nil {
 			continue
+		}
+		if dot, ok := call.X.(*build.DotExpr); ok {
+			if proxy, ok := dot.X.(*build.Ident); ok && extensions[proxy.Name] != "" {
+				m.tags = append(m.tags, extensionTag{
+					proxy: proxy.Name, extension: extensions[proxy.Name], dev: devProxies[proxy.Name],
+					class: dot.Name, call: call,
+				})
+				continue
+			}
 		}
 		switch calleeName(call) {
 		case "module":
@@ -154,6 +180,9 @@ func readModule(dir string) (*bazelModule, error) {
 			}
 			m.repos[repo] = name
 		case "use_extension":
+			if len(call.List) >= 2 {
+				extensions[assignedTo] = literal(call.List[0]) + "%" + literal(call.List[1])
+			}
 			if literal(kwarg(call, "dev_dependency")) == "True" {
 				devProxies[assignedTo] = true
 			}
