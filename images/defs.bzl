@@ -37,6 +37,20 @@ def linux_platforms(name = "linux", visibility = None):
             visibility = visibility,
         )
 
+def linux_compatible():
+    """`target_compatible_with` for what holds the probe: linux, on a cpu of LINUX_PLATFORMS.
+
+    `bazel build //...` then skips the layer and the images on other hosts (a darwin probe must
+    never land in a linux image; neither must a binary for a cpu the index does not list) instead
+    of failing on them.
+
+    Returns:
+        A list of constraints, with a select() that makes other cpus incompatible.
+    """
+    by_cpu = {cpu: [] for cpu in LINUX_PLATFORMS.values()}
+    by_cpu["//conditions:default"] = [Label("@platforms//:incompatible")]
+    return [Label("@platforms//os:linux")] + select(by_cpu)
+
 def oci_architecture():
     """The OCI architecture of the target platform, as a select() for oci_image's `architecture`.
 
@@ -52,7 +66,7 @@ def oci_architecture():
                          ", ".join([str(cpu) for cpu in LINUX_PLATFORMS.values()]),
     )
 
-def scratch_image(name, tars, **kwargs):
+def scratch_image(name, tars, target_compatible_with = [], **kwargs):
     """An oci_image with no base image, for linux, whose architecture follows the target platform.
 
     Nothing is pulled: the image holds exactly the layers in `tars`, in that order. Put the probe's
@@ -61,6 +75,7 @@ def scratch_image(name, tars, **kwargs):
     Args:
         name: name of the oci_image target (rules_oci's macro also makes `<name>.digest`).
         tars: the layers, bottom first.
+        target_compatible_with: constraints of yours; linux_compatible() is always added.
         **kwargs: other oci_image arguments: `entrypoint`, `cmd`, `user`, `env`, `created`,
             `labels`, `visibility`, ... (not `base`, `os` or `architecture`).
     """
@@ -69,5 +84,6 @@ def scratch_image(name, tars, **kwargs):
         tars = tars,
         os = "linux",
         architecture = oci_architecture(),
+        target_compatible_with = linux_compatible() + target_compatible_with,
         **kwargs
     )
