@@ -130,7 +130,7 @@ func TestRegistryGraph(t *testing.T) {
 			recordedInputs := *rec
 			recordedInputs.Resolved, recordedInputs.RegistryFiles, recordedInputs.Notes = nil, nil, nil
 			assert.Equal(t, &recordedInputs, now,
-				"%s: MODULE.bazel changed since the registry graph was recorded: re-run with the registry mirror (%s)", now.ModuleFile, updateGraphHint)
+				"%s (%s): MODULE.bazel changed since the registry graph was recorded: re-run with the registry mirror (%s)", name, now.ModuleFile, updateGraphHint)
 		}
 		return
 	}

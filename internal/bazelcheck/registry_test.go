@@ -115,9 +115,8 @@ func (r *gitRegistry) Close() error {
 	return r.cmd.Wait()
 }
 
-// mirrorGitDir is the bare git mirror of a repository ("github.com/OWNER/NAME") under
-// BZLCHECK_MIRRORS, as the search tool's fetch leaves it; "" when the variable is unset or the
-// mirror absent.
+// mirrorGitDir is the bare git mirror of a repository ("github.com/OWNER/NAME"), kept under
+// BZLCHECK_MIRRORS as OWNER+NAME/repo; "" when the variable is unset or the mirror absent.
 func mirrorGitDir(repository string) string {
 	mirrors := os.Getenv("BZLCHECK_MIRRORS")
 	if mirrors == "" {

@@ -338,7 +338,7 @@ func (k moduleKey) String() string {
 // graphNode is one module version discovery found.
 type graphNode struct {
 	key         moduleKey
-	file        *moduleFile // nil when the module's MODULE.bazel cannot be read here (archive_override, git_override)
+	file        *moduleFile // only the name when the MODULE.bazel cannot be read here (archive_override, git_override)
 	deps        []depSpec   // the file's deps with the root's overrides applied
 	fromOutside string      // the non-registry override it comes from, "" for a registry module
 }

@@ -515,9 +515,9 @@ func TestRuleFactsMatchMirrors(t *testing.T) {
 		t.Skip("BZLCHECK_MIRRORS is not set: no rule sources to re-read the facts from")
 	}
 	for name, mf := range loadRuleFacts(t).Modules {
-		gitDir := filepath.Join(mirrors, strings.ReplaceAll(strings.TrimPrefix(mf.Repository, "github.com/"), "/", "+"), "repo")
-		if !dirExists(gitDir) {
-			t.Logf("%s: no mirror at %s", name, gitDir)
+		gitDir := mirrorGitDir(mf.Repository)
+		if gitDir == "" {
+			t.Logf("%s: no mirror of %s in %s", name, mf.Repository, mirrors)
 			continue
 		}
 		show := func(file string) string {
