@@ -306,6 +306,9 @@ func parseModuleFile(f *build.File, root bool) (*moduleFile, error) {
 			if o.version, err = str(call, "version"); err != nil && kind == "single_version_override" {
 				return nil, err
 			}
+			if _, err := parseModuleVersion(o.version); err != nil && kind == "single_version_override" {
+				return nil, fmt.Errorf("%s:%d: single_version_override(%q): %w", f.Path, call.Pos.Line, name, err)
+			}
 			if o.path, err = str(call, "path"); err != nil && kind == "local_path_override" {
 				return nil, err
 			}
@@ -417,13 +420,14 @@ func (r *resolver) applyOverrides(d depSpec) moduleKey {
 		return rootKey
 	}
 	o, ok := r.root.overrides[d.name]
+	version := d.version
 	switch {
 	case ok && o.nonRegistry():
 		return moduleKey{d.name, ""}
 	case ok && o.kind == "single_version_override" && o.version != "":
-		return moduleKey{d.name, o.version}
+		version = o.version
 	}
-	v, _ := parseModuleVersion(d.version)
+	v, _ := parseModuleVersion(version) // parseModuleFile validated both
 	return moduleKey{d.name, v.normalized}
 }
 
@@ -450,9 +454,6 @@ func (r *resolver) discover() error {
 	r.order = append(r.order, rootKey)
 	for i := 0; i < len(r.order); i++ {
 		node := r.graph[r.order[i]]
-		if node.file == nil {
-			continue
-		}
 		for _, d := range node.file.deps {
 			k := r.applyOverrides(d)
 			node.deps = append(node.deps, depSpec{name: k.name, version: k.version, maxCompatibilityLevel: d.maxCompatibilityLevel, dev: d.dev})
