@@ -2,5 +2,15 @@
 // buildifier's format and lint, gazelle in diff mode, every label and load() against this
 // repository and the pinned rule sources (rules_go and gazelle from the Go module cache; rules_oci
 // and tar.bzl from a checked-in table of facts read from their source), and images/BUILD.bazel
-// against internal/imagespec. No Bazel runs here: these tests fail on drift, they do not build.
+// against internal/imagespec.
+//
+// Module resolution is checked the way Bzlmod does it: Minimal Version Selection over the Bazel
+// Central Registry's MODULE.bazel files, for the root module and examples/downstream, failing on a
+// missing or yanked version, one module at two compatibility levels, or a bazel_compatibility that
+// excludes .bazelversion. The resolved graphs are recorded in testdata/registry_graph.json: with a
+// git mirror of the registry (BZLCHECK_MIRRORS/bazelbuild+bazel-central-registry/repo) the tests
+// re-derive them; without it they hold MODULE.bazel to the recorded inputs, and the rule sources
+// above to the selected versions.
+//
+// No Bazel runs here: these tests fail on drift, they do not build.
 package bazelcheck

@@ -113,8 +113,10 @@ func goModRequirements(t *testing.T) map[string]string {
 }
 
 // TestVersionsAgree: the rules_go and gazelle versions in MODULE.bazel are the ones go.mod
-// requires (gazelle's go_deps also insists on it), the facts table was read at the versions
-// MODULE.bazel pins, and the downstream example uses the same versions as we do.
+// requires (gazelle's go_deps also insists on it); the rule sources the other checks read (the Go
+// module cache at go.mod's versions, the facts table) are at the versions module resolution
+// selects for both root modules (testdata/registry_graph.json), which may be above the pinned
+// ones; and the downstream example uses the same versions as we do.
 func TestVersionsAgree(t *testing.T) {
 	mods := loadModules(t)
 	root := mods[rootModuleName]
@@ -124,9 +126,18 @@ func TestVersionsAgree(t *testing.T) {
 		require.Contains(t, deps, bazelName, "MODULE.bazel bazel_dep")
 		require.Contains(t, reqs, goPath, "go.mod require")
 		assert.Equal(t, "v"+deps[bazelName], reqs[goPath], "%s: MODULE.bazel and go.mod (%s) disagree", bazelName, goPath)
+		selected := selectedVersions(t, bazelName)
+		require.Contains(t, selected, rootModuleName, "%s: not in the resolved graph of %s", bazelName, rootModuleName)
+		for _, v := range selected {
+			assert.Equal(t, "v"+v, reqs[goPath], "%s: go.mod requires %s %s, but resolution selects %s (%s)", bazelName, goPath, reqs[goPath], v, describeRoots(selected))
+		}
 	}
 	for name, m := range loadRuleFacts(t).Modules {
-		assert.Equal(t, m.Version, deps[name], "rule_facts.json was read at %s %s, MODULE.bazel pins %s", name, m.Tag, deps[name])
+		selected := selectedVersions(t, name)
+		require.Contains(t, selected, rootModuleName, "%s: not in the resolved graph of %s", name, rootModuleName)
+		for _, v := range selected {
+			assert.Equal(t, m.Version, v, "rule_facts.json was read at %s %s, but resolution selects %s (%s)", name, m.Tag, v, describeRoots(selected))
+		}
 	}
 	for name, version := range bazelDeps(mods["downstream_example"]) {
 		if v, ok := deps[name]; ok {
@@ -597,9 +608,9 @@ func TestRuleFactsMatchMirrors(t *testing.T) {
 		t.Skip("BZLCHECK_MIRRORS is not set: no rule sources to re-read the facts from")
 	}
 	for name, mf := range loadRuleFacts(t).Modules {
-		gitDir := filepath.Join(mirrors, strings.ReplaceAll(strings.TrimPrefix(mf.Repository, "github.com/"), "/", "+"), "repo")
-		if !dirExists(gitDir) {
-			t.Logf("%s: no mirror at %s", name, gitDir)
+		gitDir := mirrorGitDir(mf.Repository)
+		if gitDir == "" {
+			t.Logf("%s: no mirror of %s in %s", name, mf.Repository, mirrors)
 			continue
 		}
 		show := func(file string) string {
