@@ -1,6 +1,9 @@
 // Package bazelcheck holds the checks of the Bazel files that run without Bazel, as Go tests:
 // buildifier's format and lint, gazelle in diff mode, every label and load() against this
 // repository and the pinned rule sources (rules_go and gazelle from the Go module cache; rules_oci
-// and tar.bzl from a checked-in table of facts read from their source), and images/BUILD.bazel
-// against internal/imagespec. No Bazel runs here: these tests fail on drift, they do not build.
+// and tar.bzl from a checked-in table of facts read from their source), images/BUILD.bazel
+// against internal/imagespec, and the release path: the GitHub Actions workflows through
+// actionlint, and release.yml's source archive and MODULE.bazel against what publish-to-bcr makes
+// of .bcr/'s templates. No Bazel and no workflow runs here: these tests fail on drift, they do not
+// build or publish.
 package bazelcheck
