@@ -3,8 +3,11 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -84,6 +87,8 @@ var buildOnce = sync.OnceValues(func() (built, error) {
 		"-o", dir, "-version", testVersion,
 		"-docker-archive", filepath.Join(dir, "docker.tar"),
 		"-layer", filepath.Join(dir, "layer.tar"),
+		"-layers", filepath.Join(dir, "layers"),
+		"-sbom", filepath.Join(dir, "sbom.spdx.json"),
 	}, &stdout, &stderr)
 	if code != 0 {
 		return built{dir: dir}, fmt.Errorf("build-image exited %d: %s", code, stderr.String())
@@ -130,6 +135,115 @@ func TestOutputPrintsTheDigestsOfTheWrittenLayout(t *testing.T) {
 		assert.Equal(t, digests["linux/"+arch], byRef["dev-"+arch], arch)
 	}
 	assert.Len(t, digests, 1+len(imagespec.Architectures))
+}
+
+// layoutLayerDigest returns the digest of the one layer of arch's image in the layout at dir.
+func layoutLayerDigest(t *testing.T, dir, arch string) string {
+	t.Helper()
+	p, err := layout.FromPath(dir)
+	require.NoError(t, err)
+	idx, err := p.ImageIndex()
+	require.NoError(t, err)
+	top, err := idx.IndexManifest()
+	require.NoError(t, err)
+	for _, desc := range top.Manifests {
+		if desc.Annotations["org.opencontainers.image.ref.name"] != "dev-"+arch {
+			continue
+		}
+		img, err := idx.Image(desc.Digest)
+		require.NoError(t, err)
+		layers, err := img.Layers()
+		require.NoError(t, err)
+		require.Len(t, layers, 1)
+		digest, err := layers[0].Digest()
+		require.NoError(t, err)
+		return digest.String()
+	}
+	require.FailNow(t, "no manifest for "+arch+" in the layout")
+	return ""
+}
+
+// probeFromLayer returns the one file of a gzipped layer tarball.
+func probeFromLayer(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	tr := tar.NewReader(gz)
+	hdr, err := tr.Next()
+	require.NoError(t, err)
+	assert.Equal(t, imagespec.LayerEntryName, hdr.Name)
+	binary, err := io.ReadAll(tr)
+	require.NoError(t, err)
+	return binary
+}
+
+func sha256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// TestLayersAreTheBlobsTheManifestsName: each file in -layers DIR is byte for byte the layer blob
+// of its platform's image, so its SHA-256 (in a release's SHA256SUMS) is the manifest's layer digest.
+func TestLayersAreTheBlobsTheManifestsName(t *testing.T) {
+	dir, _ := buildLayout(t)
+	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+	for _, arch := range imagespec.Architectures {
+		t.Run("linux/"+arch, func(t *testing.T) {
+			path := filepath.Join(dir, "layers", "health-check-layer-linux-"+arch+".tar.gz")
+			blob, err := os.ReadFile(path)
+			require.NoError(t, err)
+			assert.Equal(t, layoutLayerDigest(t, dir, arch), "sha256:"+sha256Hex(blob))
+			exe, err := elf.NewFile(bytes.NewReader(probeFromLayer(t, path)))
+			require.NoError(t, err)
+			assert.Equal(t, machines[arch], exe.Machine)
+		})
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "layers"))
+	require.NoError(t, err)
+	assert.Len(t, entries, len(imagespec.Architectures), "one layer per platform, nothing else")
+}
+
+// TestSBOMDescribesTheProbesInTheLayers: the SBOM's binary checksums are those of the probes the
+// layers carry, and it was created at the build's epoch (SOURCE_DATE_EPOCH unset: 0).
+func TestSBOMDescribesTheProbesInTheLayers(t *testing.T) {
+	dir, _ := buildLayout(t)
+	raw, err := os.ReadFile(filepath.Join(dir, "sbom.spdx.json"))
+	require.NoError(t, err)
+	var doc struct {
+		SPDXVersion  string `json:"spdxVersion"`
+		CreationInfo struct {
+			Created string `json:"created"`
+		} `json:"creationInfo"`
+		Packages []struct {
+			Name        string `json:"name"`
+			VersionInfo string `json:"versionInfo"`
+			Checksums   []struct {
+				Algorithm string `json:"algorithm"`
+				Value     string `json:"checksumValue"`
+			} `json:"checksums"`
+		} `json:"packages"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	assert.Equal(t, "SPDX-2.3", doc.SPDXVersion)
+	assert.Equal(t, "1970-01-01T00:00:00Z", doc.CreationInfo.Created)
+	for _, arch := range imagespec.Architectures {
+		binary := probeFromLayer(t, filepath.Join(dir, "layers", "health-check-layer-linux-"+arch+".tar.gz"))
+		found := false
+		for _, p := range doc.Packages {
+			if p.Name != "health-check (linux/"+arch+")" {
+				continue
+			}
+			found = true
+			assert.Equal(t, testVersion, p.VersionInfo)
+			require.Len(t, p.Checksums, 1)
+			assert.Equal(t, "SHA256", p.Checksums[0].Algorithm)
+			assert.Equal(t, sha256Hex(binary), p.Checksums[0].Value, arch)
+		}
+		assert.True(t, found, "the SBOM describes the linux/%s probe", arch)
+	}
 }
 
 func TestLayerFileIsTheAmd64Layer(t *testing.T) {
@@ -303,9 +417,9 @@ func moduleFiles(t *testing.T, root string) []string {
 
 // TestTwoCheckoutsGiveTheSameIndexDigest copies the module twice, to directories of different
 // depth, and builds the image in each: one with the caller's environment and warm build cache, one
-// with its own HOME, GOPATH and an empty GOCACHE. The digests must match. Only the module cache is
-// shared, so the test downloads nothing. The cold build is the slow part: a minute or two of CPU
-// for two platforms' standard library.
+// with its own HOME, GOPATH and an empty GOCACHE. The digests and the SBOMs must match. Only the
+// module cache is shared, so the test downloads nothing. The cold build is the slow part: a minute
+// or two of CPU for two platforms' standard library.
 func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
 	testutil.NeedsGoTree(t)
 	if testing.Short() {
@@ -338,7 +452,8 @@ func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
 		return dir
 	}
 	build := func(name, src string, env ...string) map[string]string {
-		cmd := exec.Command(tool, "-o", filepath.Join(tmp, name+"-image"), "-version", testVersion)
+		cmd := exec.Command(tool, "-o", filepath.Join(tmp, name+"-image"), "-version", testVersion,
+			"-sbom", filepath.Join(tmp, name+".spdx.json"))
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), env...)
 		var stdout, stderr bytes.Buffer
@@ -356,5 +471,10 @@ func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
 		"GOFLAGS=",
 	)
 	assert.Equal(t, warm, cold)
+	warmSBOM, err := os.ReadFile(filepath.Join(tmp, "warm.spdx.json"))
+	require.NoError(t, err)
+	coldSBOM, err := os.ReadFile(filepath.Join(tmp, "cold.spdx.json"))
+	require.NoError(t, err)
+	assert.Equal(t, string(warmSBOM), string(coldSBOM), "the SBOM is the same bytes too")
 	t.Logf("index digest in both checkouts: %s", warm["index"])
 }

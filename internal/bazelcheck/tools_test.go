@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
 
 // goTool builds NAME, a tool line of go.mod, and runs it with ARGS in the repository root. The
@@ -54,6 +56,28 @@ func toolPackage(t *testing.T, name string) string {
 func TestBuildifier(t *testing.T) {
 	out, code := goTool(t, "buildifier", "-mode=check", "-lint=warn", "-r", ".")
 	assert.Equal(t, 0, code, "go tool buildifier -mode=check -lint=warn -r . reports:\n%s", out)
+}
+
+// TestActionlint: the GitHub Actions workflows pass actionlint (syntax, expressions, action inputs,
+// and the run: scripts through shellcheck when it is installed). This is the only check the
+// workflows get: nothing here runs them. Fix what `go tool actionlint` reports.
+func TestActionlint(t *testing.T) {
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		if testutil.Strict() {
+			require.FailNow(t, "shellcheck is not installed, so actionlint would not check the run: scripts (apt-get install -y shellcheck)")
+		}
+		t.Log("shellcheck is not installed: actionlint checks the workflows without their run: scripts")
+	}
+	// The files by name, not found by actionlint itself: it looks for them only in a git checkout.
+	workflows, err := filepath.Glob(filepath.Join(repoRoot(t), ".github", "workflows", "*.y*ml"))
+	require.NoError(t, err)
+	for _, name := range []string{"ci.yml", "release.yml"} {
+		require.Contains(t, workflows, filepath.Join(repoRoot(t), ".github", "workflows", name))
+	}
+	// -pyflakes= : no workflow runs Python, so there is nothing for pyflakes to check.
+	out, code := goTool(t, "actionlint", append([]string{"-color=false", "-pyflakes="}, workflows...)...)
+	assert.Equal(t, 0, code, "go tool actionlint reports:\n%s", out)
+	assert.Empty(t, out)
 }
 
 // TestGazelleUpToDate: the Go packages' BUILD files are what gazelle generates from the sources

@@ -32,11 +32,13 @@ type Options struct {
 	Env []string
 }
 
-// Result is a built image: the index and, per architecture, the image and the probe's layer.
+// Result is a built image: the index and, per architecture, the image, the probe's layer and the
+// probe itself (for the SBOM, which reads the build information the go command put into it).
 type Result struct {
-	Index  v1.ImageIndex
-	Images map[string]v1.Image
-	Layers map[string]v1.Layer
+	Index    v1.ImageIndex
+	Images   map[string]v1.Image
+	Layers   map[string]v1.Layer
+	Binaries map[string][]byte
 	// Architectures in index order.
 	Architectures []string
 }
@@ -57,7 +59,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	res := &Result{Images: map[string]v1.Image{}, Layers: map[string]v1.Layer{}, Architectures: archs}
+	res := &Result{
+		Images: map[string]v1.Image{}, Layers: map[string]v1.Layer{}, Binaries: map[string][]byte{},
+		Architectures: archs,
+	}
 	images := make([]v1.Image, 0, len(archs))
 	for _, arch := range archs {
 		out := filepath.Join(tmp, "health-check-"+arch)
@@ -80,6 +85,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			return nil, fmt.Errorf("image for linux/%s: %w", arch, err)
 		}
 		res.Layers[arch] = layer
+		res.Binaries[arch] = binary
 		res.Images[arch] = img
 		images = append(images, img)
 	}
