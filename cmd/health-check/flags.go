@@ -109,11 +109,12 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	ignoreEnv := f.targetVariablesReplaced(set)
 	var envErr error
 	f.VisitAll(func(fl *flag.Flag) {
 		name := envName(fl.Name)
 		value := getenv(name)
-		if set[fl.Name] || noEnv[fl.Name] || value == "" || envErr != nil {
+		if set[fl.Name] || noEnv[fl.Name] || ignoreEnv[fl.Name] || value == "" || envErr != nil {
 			return
 		}
 		values := []string{value}
@@ -179,6 +180,27 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 
 // legacyFlags build the target when no URL is given, as in the original tool.
 var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
+
+// targetVariablesReplaced are the target-building variables that the command line's own target makes
+// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict.
+// A URL on the command line (the argument or -url) replaces them all. The original tool's flags replace
+// HEALTH_CHECK_URL and otherwise win one by one, like every flag: HEALTH_CHECK_STATUS_PORT shared by
+// a liveness probe with -path /livez and a readiness probe with -path /readyz keeps working.
+func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
+	if f.NArg() > 0 || set["url"] {
+		replaced := map[string]bool{"url": true}
+		for _, name := range legacyFlags {
+			replaced[name] = true
+		}
+		return replaced
+	}
+	for _, name := range legacyFlags {
+		if set[name] {
+			return map[string]bool{"url": true}
+		}
+	}
+	return nil
+}
 
 func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
 	rawURL := f.url

@@ -56,6 +56,27 @@ func TestParseOptions(t *testing.T) {
 				assert.Equal(t, "grpc://localhost:9090", o.config.Target.String())
 				assert.Equal(t, "api", o.config.GRPCService)
 			}},
+		{name: "the command line's URL replaces HEALTH_CHECK_URL", args: []string{"http://127.0.0.1:8080/healthz"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://127.0.0.1:8080/healthz", o.config.Target.String())
+			}},
+		{name: "-url replaces HEALTH_CHECK_URL", args: []string{"-url", "tcp://db:5432"},
+			env:   map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "tcp://db:5432", o.config.Target.String()) }},
+		{name: "the command line's original flags replace HEALTH_CHECK_URL", args: []string{"-statusPort", "8080", "-path", "healthz"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:8080/healthz", o.config.Target.String())
+			}},
+		{name: "the command line's URL replaces every original-flag variable", args: []string{"https://app:8443/ready"},
+			env:   map[string]string{"HEALTH_CHECK_SCHEME": "http", "HEALTH_CHECK_HOST": "db", "HEALTH_CHECK_STATUS_PORT": "1", "HEALTH_CHECK_PATH": "/x"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "https://app:8443/ready", o.config.Target.String()) }},
+		{name: "a shared port variable with each probe's own -path", args: []string{"-path", "/livez"},
+			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/readyz"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:9000/livez", o.config.Target.String())
+			}},
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {
@@ -84,7 +105,9 @@ func TestParseOptions(t *testing.T) {
 		{name: "two URLs", args: []string{"http://a/", "http://b/"}, wantErr: "one target URL at most"},
 		{name: "URL and a different -url", args: []string{"-url", "http://a/", "http://b/"}, wantErr: "two targets"},
 		{name: "URL and -statusPort", args: []string{"-statusPort", "80", "http://b/"}, wantErr: "-statusPort builds a URL"},
-		{name: "URL and an environment -path", args: []string{"http://b/"}, env: map[string]string{"HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "the environment's URL and -path together", env: map[string]string{"HEALTH_CHECK_URL": "http://b/", "HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "URL and -url on the command line, whatever the environment", args: []string{"-url", "http://a/", "http://b/"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://a/"}, wantErr: "two targets"},
 		{name: "bad header", args: []string{"-header", "nocolon", "http://b/"}, wantErr: "bad -header"},
 		{name: "bad expect-status", args: []string{"-expect-status", "2xx", "http://b/"}, wantErr: "bad -expect-status"},
 		{name: "client cert on plain http", args: []string{"-cert", "/c", "-key", "/k", "http://b/"}, wantErr: "-cert needs a TLS scheme"},

@@ -18,7 +18,8 @@ Targets (the URL's scheme picks the check):
   tcp://host:port     healthy when a TCP connection opens
   tls://host:port     healthy when the TLS handshake and verification succeed
 
-Flags (each can also be set by the environment variable in brackets; a flag on the command line wins):
+Flags (each can also be set by the environment variable in brackets; a flag on the command line wins,
+and a URL on the command line replaces every target variable):
 `
 
 const helpFooter = `

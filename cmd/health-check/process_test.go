@@ -125,6 +125,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "healthy with the original tool's flags", args: []string{"-statusPort", plainPort, "-path", "healthz", "-retry", "0"}, wantCode: 0},
 		{name: "healthy from the environment", env: []string{"HEALTH_CHECK_URL=" + srv.URL + "/healthz", "HEALTH_CHECK_CACERT=" + caFile,
 			"HEALTH_CHECK_CERT=" + certFile, "HEALTH_CHECK_KEY=" + keyFile}, wantCode: 0},
+		{name: "healthy: the command line's URL replaces HEALTH_CHECK_URL", env: []string{"HEALTH_CHECK_URL=http://127.0.0.1:1/"},
+			args: []string{plain.URL + "/healthz"}, wantCode: 0},
 		{name: "unhealthy", args: append(mTLS, srv.URL+"/down"), wantCode: 1,
 			wantStderr: "unhealthy: GET " + srv.URL + "/down: 503 Service Unavailable (want 200-399) after 2 attempts"},
 		{name: "unreachable: refused", args: []string{"-retry", "0", "https://127.0.0.1:1/healthz"}, wantCode: 3,
