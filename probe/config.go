@@ -21,6 +21,10 @@ const (
 	DefaultRetryDelay = 100 * time.Millisecond
 	// DefaultExpectStatus is the kubelet's rule for httpGet probes.
 	DefaultExpectStatus = "200-399"
+	// MaxTimeout bounds -timeout. A probe that may take a day is a mistake, not a probe; and a bound
+	// keeps every deadline the run derives from it (the command's watchdog adds a margin) far from
+	// time.Duration's overflow at about 292 years.
+	MaxTimeout = 24 * time.Hour
 )
 
 // Config is one check: what to check, how, and within which time.
@@ -294,6 +298,9 @@ func (c *Config) Validate() error {
 	scheme := c.Target.Scheme
 	if c.Timeout <= 0 {
 		return usageErrorf("-timeout must be positive")
+	}
+	if c.Timeout > MaxTimeout {
+		return usageErrorf("-timeout %s is longer than the maximum, %s", c.Timeout, MaxTimeout)
 	}
 	if c.Retries < 0 {
 		return usageErrorf("-retry must be 0 or more")

@@ -178,6 +178,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "defaults are valid", target: "https://localhost/healthz"},
 		{name: "zero timeout", target: "http://localhost/", configure: func(c *Config) { c.Timeout = 0 }, wantErr: "-timeout must be positive"},
+		{name: "a day is the longest timeout", target: "http://localhost/", configure: func(c *Config) { c.Timeout = MaxTimeout }},
+		{name: "timeout over a day", target: "http://localhost/", configure: func(c *Config) { c.Timeout = MaxTimeout + time.Nanosecond },
+			wantErr: "-timeout 24h0m0.000000001s is longer than the maximum, 24h0m0s"},
 		{name: "negative retries", target: "http://localhost/", configure: func(c *Config) { c.Retries = -1 }, wantErr: "-retry must be 0 or more"},
 		{name: "negative delay", target: "http://localhost/", configure: func(c *Config) { c.RetryDelay = -time.Second }, wantErr: "-retry-delay"},
 		{name: "POST", target: "http://localhost/", configure: func(c *Config) { c.Method = "POST" }, wantErr: `bad -method "POST"`},

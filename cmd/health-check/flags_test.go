@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -159,5 +160,15 @@ func TestHelp(t *testing.T) {
 	assert.Contains(t, help, "64 usage")
 	for _, line := range strings.Split(help, "\n") {
 		assert.LessOrEqual(t, len(line), 130, "help lines fit a terminal: %q", line)
+	}
+}
+
+// TestWatchdogDelaySaturates: -timeout plus the watchdog's margin never wraps into a watchdog that fires
+// at once, whatever timeout a library change lets through.
+func TestWatchdogDelaySaturates(t *testing.T) {
+	assert.Equal(t, probe.DefaultTimeout+watchdogMargin, watchdogDelay(probe.DefaultTimeout))
+	assert.Equal(t, probe.MaxTimeout+watchdogMargin, watchdogDelay(probe.MaxTimeout))
+	for _, huge := range []time.Duration{math.MaxInt64 - watchdogMargin + 1, math.MaxInt64 - 1, math.MaxInt64} {
+		assert.Equal(t, time.Duration(math.MaxInt64), watchdogDelay(huge), "timeout %d", int64(huge))
 	}
 }

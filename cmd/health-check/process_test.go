@@ -141,6 +141,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "usage: bad URL", args: []string{"ftp://x/"}, wantCode: 64, wantStderr: `unknown scheme "ftp"`},
 		{name: "usage: missing key file", args: []string{"-cert", certFile, "-key", dir + "/nope.key", srv.URL}, wantCode: 64,
 			wantStderr: "usage: GET " + srv.URL + ": read client key: open " + dir + "/nope.key: no such file or directory"},
+		{name: "usage: a timeout whose watchdog would overflow", args: []string{"-timeout", "2562047h47m16.7s", plain.URL}, wantCode: 64,
+			wantStderr: "usage: -timeout 2562047h47m16.7s is longer than the maximum, 24h0m0s"},
 		{name: "usage: bad variable", env: []string{"HEALTH_CHECK_TIMEOUT=forever"}, args: []string{srv.URL}, wantCode: 64,
 			wantStderr: "HEALTH_CHECK_TIMEOUT"},
 	}
