@@ -208,7 +208,7 @@ func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
 	case 0:
 	case 1:
 		if set["url"] && f.url != f.Arg(0) {
-			return nil, fmt.Errorf("two targets: -url %s and %s", f.url, f.Arg(0))
+			return nil, fmt.Errorf("two targets: -url %s and %s", probe.RedactURL(f.url), probe.RedactURL(f.Arg(0)))
 		}
 		rawURL = f.Arg(0)
 	default:

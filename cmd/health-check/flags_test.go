@@ -172,3 +172,45 @@ func TestWatchdogDelaySaturates(t *testing.T) {
 		assert.Equal(t, time.Duration(math.MaxInt64), watchdogDelay(huge), "timeout %d", int64(huge))
 	}
 }
+
+// TestUsageLinesFollowTheOutputRules: a usage error is one line of at most 512 bytes, with control
+// characters replaced and a URL's user information and query redacted, like every failure line.
+func TestUsageLinesFollowTheOutputRules(t *testing.T) {
+	long := "http://localhost/" + strings.Repeat("x", 5000)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the start of the line
+	}{
+		{name: "a flag name with a newline", args: []string{"-bad\nname", "http://localhost/"}, want: "usage: flag provided but not defined: -bad?name (see"},
+		{name: "an escape in -url", args: []string{"-url", "ftp://\x1b[31mred/"}, want: `usage: bad URL "ftp://\x1b[31mred/": net/url: invalid control character in URL`},
+		{name: "a 5,000-byte URL", args: []string{"-url", "ftp" + long[4:]}, want: `usage: bad URL "ftp://localhost/xxx`},
+		{name: "a 5,000-byte flag", args: []string{"-" + strings.Repeat("f", 5000)}, want: "usage: flag provided but not defined: -fff"},
+		{name: "a password and a token", args: []string{"http://u:hunter2@host/h?token=SECRET"},
+			want: `usage: bad URL "http://…@host/h?…": user information is not supported`},
+		{name: "two targets with secrets", args: []string{"-url", "http://host/?token=SECRET", "http://u:hunter2@host/"},
+			want: "usage: two targets: -url http://host/?… and http://…@host/ (see health-check -h)"},
+		{name: "a password in -host", args: []string{"-host", "u:hunter2@host", "-statusPort", "80"}, want: `usage: bad -host "…@host"`},
+		{name: "a bad variable", env: map[string]string{"HEALTH_CHECK_TIMEOUT": "1s\n2s"}, args: []string{"http://localhost/"},
+			want: `usage: invalid value "1s\n2s" for HEALTH_CHECK_TIMEOUT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, env(tt.env), &stdout, &stderr)
+			assert.Equal(t, probe.ExitUsage, code)
+			assert.Empty(t, stdout.String())
+			line := stderr.String()
+			require.True(t, strings.HasSuffix(line, "\n"), line)
+			line = strings.TrimSuffix(line, "\n")
+			assert.NotContains(t, line, "\n", "one line")
+			assert.LessOrEqual(t, len(line), 512)
+			assert.True(t, strings.HasPrefix(line, tt.want), line)
+			assert.True(t, strings.HasSuffix(line, " (see health-check -h)"), line)
+			for _, secret := range []string{"hunter2", "SECRET", "\x1b"} {
+				assert.NotContains(t, line, secret)
+			}
+		})
+	}
+}

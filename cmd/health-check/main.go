@@ -36,7 +36,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		writeHelp(stdout)
 		return probe.ExitHealthy
 	case err != nil:
-		fmt.Fprintf(stderr, "usage: %s (see health-check -h)\n", err)
+		fmt.Fprintln(stderr, probe.UsageLine(err, "(see health-check -h)"))
 		return probe.ExitUsage
 	case opts.printVersion:
 		fmt.Fprintf(stdout, "health-check %s\n", version)
