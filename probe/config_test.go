@@ -239,6 +239,11 @@ func TestReportLineCutsWhatWasCheckedFirst(t *testing.T) {
 	assert.Len(t, line, maxLineBytes)
 	assert.Equal(t, "unreachable: "+strings.Repeat("r", maxLineBytes-len("unreachable: …")-len(" after 2 attempts"))+"… after 2 attempts", line,
 		"a reason too long alone leaves no room for what was checked")
+
+	report.Insecure = true
+	line = report.Line()
+	assert.Len(t, line, maxLineBytes)
+	assert.True(t, strings.HasSuffix(line, "r… after 2 attempts (-insecure: the server's certificate was not verified)"), line)
 }
 
 // TestLongTargetsKeepTheReason: the same through a real run, for a long HTTP path and a long -service.

@@ -20,7 +20,12 @@ type Report struct {
 	Detail   string // why it failed, or what the healthy answer was
 	Attempts int
 	Elapsed  time.Duration
+	// Insecure says that the server's certificate was not verified (-insecure); the line says so too.
+	Insecure bool
 }
+
+// insecureNote ends the line of a run with -insecure, where it is never cut.
+const insecureNote = " (-insecure: the server's certificate was not verified)"
 
 // Line is the one line a person reads in `kubectl describe pod` or `docker inspect`, sanitized and
 // bounded: "unhealthy: GET https://localhost:8443/healthz: 503 Service Unavailable after 2 attempts".
@@ -28,6 +33,9 @@ func (r Report) Line() string {
 	suffix := ""
 	if r.Attempts > 1 {
 		suffix = fmt.Sprintf(" after %d attempts", r.Attempts)
+	}
+	if r.Insecure {
+		suffix += insecureNote
 	}
 	return oneLine(r.Result.String()+": ", r.Checked, r.Detail, suffix)
 }
@@ -75,6 +83,10 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 		// Read the files at every run: a rotated certificate is used from the next run on.
 		if tlsConfig, err = c.TLS.Load(); err != nil {
 			return finish(outcome{Usage, err.Error()}, 0)
+		}
+		if c.TLS.Insecure {
+			report.Insecure = true
+			log("-insecure: the server's certificate is not verified")
 		}
 	}
 

@@ -64,7 +64,7 @@ func newFlagSet() *flagSet {
 	f.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
 	f.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
 	f.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
-	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (prints a warning)")
+	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
 	f.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
 	f.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
 	f.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")

@@ -51,9 +51,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	})
 	defer watchdog.Stop()
 
-	if config.TLS.Insecure {
-		fmt.Fprintln(stderr, "warning: -insecure: the server's certificate is not verified")
-	}
 	var verbose io.Writer
 	if opts.verbose {
 		verbose = stderr

@@ -179,13 +179,28 @@ func TestVersionAndVerbose(t *testing.T) {
 	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (")
 }
 
-// TestInsecureWarns: -insecure works, and says on stderr that it skipped verification.
-func TestInsecureWarns(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+// TestInsecure: -insecure works and stays silent on success; a failure says, in its one line, that the
+// certificate was not verified, and so does -v.
+func TestInsecure(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
 	t.Cleanup(srv.Close)
 	result := runProbe(t, nil, "-insecure", srv.URL)
 	assert.Equal(t, 0, result.code)
-	assert.Equal(t, "warning: -insecure: the server's certificate is not verified\n", result.stderr)
+	assert.Empty(t, result.stderr, "silent on success")
+
+	result = runProbe(t, nil, "-insecure", "-retry", "0", srv.URL+"/down")
+	assert.Equal(t, 1, result.code)
+	assert.Equal(t, "unhealthy: GET "+srv.URL+"/down: 503 Service Unavailable (want 200-399) (-insecure: the server's certificate was not verified)\n",
+		result.stderr, "one line")
+
+	result = runProbe(t, nil, "-insecure", "-v", srv.URL)
+	assert.Equal(t, 0, result.code)
+	assert.Contains(t, result.stderr, "-insecure: the server's certificate is not verified\n")
+	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (-insecure: the server's certificate was not verified) (")
 }
 
 // TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
