@@ -255,12 +255,25 @@ func TestHTTPTimeouts(t *testing.T) {
 	}))
 	t.Cleanup(slowHeaders.Close)
 
+	slowloris, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	serveConns(t, slowloris, func(conn net.Conn) {
+		for _, part := range []string{"HT", "TP/", "1.1"} { // and never the rest of the status line
+			if _, err := conn.Write([]byte(part)); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_, _ = conn.Read(make([]byte, 1)) // until the probe hangs up
+	})
+
 	tests := []struct {
 		name string
 		url  string
 		body string
 	}{
 		{name: "black hole accepts and never answers", url: "http://" + blackHole(t) + "/healthz"},
+		{name: "status line never ends", url: "http://" + slowloris.Addr().String() + "/healthz"},
 		{name: "black hole behind TLS never finishes the handshake", url: "https://" + blackHole(t) + "/healthz"},
 		{name: "headers never come", url: slowHeaders.URL},
 		{name: "body trickles", url: trickle.URL, body: "never"},
@@ -276,6 +289,7 @@ func TestHTTPTimeouts(t *testing.T) {
 			elapsed := time.Since(start)
 			assert.Equal(t, Unreachable, report.Result, report.Line())
 			assert.Contains(t, report.Line(), "no answer within -timeout 300ms")
+			assert.NotContains(t, report.Line(), "not an HTTP/1.1 answer", "a slow answer is not a wrong one")
 			assert.GreaterOrEqual(t, elapsed, c.Timeout)
 			assert.Less(t, elapsed, c.Timeout+timeoutMargin, "the run must end at the timeout")
 		})
@@ -407,6 +421,27 @@ func TestHTTPFraming(t *testing.T) {
 		{name: "closed without an answer", answer: "", want: Unreachable, inLine: "connection closed without an answer"},
 		{name: "unsupported transfer coding", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", want: Unreachable, inLine: `unsupported Transfer-Encoding "gzip"`},
 		{name: "bad content-length", answer: "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", want: Unreachable, inLine: `bad Content-Length "-1"`},
+		{name: "conflicting Content-Length values", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nready!", want: Unreachable,
+			inLine: `conflicting Content-Length values "5, 6"`},
+		{name: "conflicting Content-Length list", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nready!", want: Unreachable,
+			inLine: `conflicting Content-Length values "5, 6"`},
+		{name: "signed Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", want: Unreachable, inLine: `bad Content-Length "+2"`},
+		{name: "hex Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\nready", want: Unreachable, inLine: `bad Content-Length "0x5"`},
+		{name: "empty Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\nready", want: Unreachable, inLine: `bad Content-Length ""`},
+		{name: "repeated equal Content-Length values", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nready", body: "ready", want: Healthy},
+		{name: "a big head leaves the body its own window",
+			answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 72_000) + "\r\n\r\n" + strings.Repeat("b", 5_000) + "ready" + strings.Repeat("b", 4_000),
+			body:   "ready", want: Healthy},
+		{name: "the body's window is 10 KiB past a big head",
+			answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 72_000) + "\r\n\r\n" + strings.Repeat("b", 12_000) + "ready",
+			body:   "ready", want: Unhealthy, inLine: `body does not contain "ready"`},
+		{name: "a 1 MB header line", answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 1<<20) + "\r\n\r\n", want: Unreachable,
+			inLine: "the answer's head is longer than 128 KiB"},
+		{name: "five interim answers, then the answer", answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 5) + "HTTP/1.1 200 OK\r\n\r\n", want: Healthy},
+		{name: "thousands of interim answers", answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 5000), want: Unreachable,
+			inLine: "more than 5 interim answers (103 Early Hints)"},
+		{name: "closed in the status line", answer: "HTTP/1.1 20", want: Unreachable, inLine: "connection closed in the answer's status line"},
+		{name: "closed in the headers", answer: "HTTP/1.1 200 OK\r\nX-A: 1", want: Unreachable, inLine: "reading the answer's headers: unexpected EOF"},
 		{name: "redirect without a location is judged as is", answer: "HTTP/1.1 302 Found\r\n\r\n", want: Healthy},
 		{name: "redirect to another host is judged as is", answer: "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://elsewhere.invalid/\r\n\r\n", want: Healthy},
 	}
