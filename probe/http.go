@@ -47,16 +47,19 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	for redirects := 0; ; redirects++ {
 		resp, err := roundTrip(ctx, c, tlsConfig, target, log)
 		if err != nil {
+			if target != c.Target {
+				err = fmt.Errorf("following a redirect to %s: %w", redacted(target), err)
+			}
 			return unreachable(err)
 		}
 		defer resp.conn.Close()
 		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
-		next, err := sameHostRedirect(resp, target, c.Target, log)
+		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
 		if err != nil {
 			return unhealthy("%v", err)
 		}
 		if next == nil {
-			return judge(c, resp, target)
+			return judge(c, resp, target, elsewhere)
 		}
 		if redirects == maxRedirects {
 			return unhealthy("%v", errRedirectLoop)
@@ -65,15 +68,20 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	}
 }
 
-// judge is the verdict on an answer: its status, then its body.
-func judge(c *Config, resp *response, from *url.URL) outcome {
+// judge is the verdict on an answer: its status, then its body. elsewhere is where a redirect that was
+// not followed leads, for the failure line.
+func judge(c *Config, resp *response, from, elsewhere *url.URL) outcome {
 	status := resp.status
 	if from != c.Target {
 		status += " from " + redacted(from)
 	}
 	if !c.ExpectStatus.Contains(resp.statusCode) {
 		snippet, _ := readUpTo(resp.body, bodySnippetBytes)
-		return unhealthy("%s (want %s)%s", status, c.ExpectStatus, quoteBody(snippet))
+		notFollowed := ""
+		if elsewhere != nil {
+			notFollowed = ", not following its redirect to another origin: " + redacted(elsewhere)
+		}
+		return unhealthy("%s (want %s)%s%s", status, c.ExpectStatus, notFollowed, quoteBody(snippet))
 	}
 	if c.ExpectBody != "" {
 		body, err := readUpTo(resp.body, maxBodyBytes)
@@ -107,9 +115,6 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		_ = conn.SetDeadline(deadline)
 	}
 	if target.Scheme == "https" {
-		if tlsConfig == nil {
-			tlsConfig = &tls.Config{} // an http:// target redirected to https://: verify with the system's roots
-		}
 		tlsConn, err := handshake(ctx, conn, tlsConfig, target.Hostname(), "http/1.1", log)
 		if err != nil {
 			conn.Close()
@@ -361,30 +366,35 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// sameHostRedirect returns where a redirect leads when we follow it: to the same host only, like the
-// kubelet. A redirect to another host is not followed — its 3xx answer is judged as it is — so the
-// client certificate never leaves for a host it was not configured for.
-func sameHostRedirect(resp *response, current, original *url.URL, log logf) (*url.URL, error) {
+// sameOriginRedirect returns where a redirect leads when we follow it: within the origin of the target
+// (scheme, host and port) only, as curl does with credentials. The kubelet follows any redirect to the
+// same host; but it sends no client certificate and no secrets, and we may: a redirect to https://'s
+// host on http:// would send a -header credential in cleartext, and one to another port would present
+// the client certificate to whatever listens there. Any other redirect is not followed — its 3xx answer
+// is judged as it is — and is returned as elsewhere.
+func sameOriginRedirect(resp *response, current, origin *url.URL, log logf) (next, elsewhere *url.URL, err error) {
 	switch resp.statusCode {
 	case 301, 302, 303, 307, 308:
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	location := resp.header.Get("Location")
 	if location == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	next, err := current.Parse(location)
+	next, err = current.Parse(location)
 	if err != nil {
-		return nil, fmt.Errorf("%s with a bad Location: %w", resp.status, err)
+		return nil, nil, fmt.Errorf("%s with a bad Location: %w", resp.status, err)
 	}
-	if next.Scheme != "http" && next.Scheme != "https" || next.Hostname() != original.Hostname() {
-		log("not following the redirect to another host: %s", redacted(next))
-		return nil, nil
+	// url.Parse lowercases the scheme; a host name's case does not matter, and address adds the
+	// scheme's default port, so that http://h/ and http://h:80/ are one origin.
+	if next.Scheme != origin.Scheme || !strings.EqualFold(address(next), address(origin)) {
+		log("not following the redirect to %s: another origin (scheme, host or port) than %s", redacted(next), redacted(origin))
+		return nil, next, nil
 	}
 	log("following redirect to %s", redacted(next))
-	next.Fragment = ""
-	return next, nil
+	next.Fragment, next.RawFragment = "", ""
+	return next, nil, nil
 }
 
 // handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
