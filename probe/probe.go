@@ -19,7 +19,9 @@ const (
 	Healthy Result = iota
 	// Unhealthy: the endpoint answered, and the answer is not healthy.
 	Unhealthy
-	// Unreachable: no answer — DNS, connect, TLS handshake or verification failed, or time ran out.
+	// Unreachable: no answer — DNS, connect, TLS handshake or verification failed, or time ran out —
+	// or none that could be read: malformed HTTP/1.1, HTTP/2 or gRPC framing is not an answer to judge,
+	// and is more often the wrong port or protocol than an unhealthy endpoint.
 	Unreachable
 	// Usage: the check could not be attempted because its configuration is wrong.
 	Usage

@@ -24,8 +24,9 @@ and a URL on the command line replaces every target variable):
 
 const helpFooter = `
 Exit codes: 0 healthy, 1 unhealthy (the endpoint answered, not healthily), 3 unreachable (DNS, connect,
-TLS, or -timeout ran out), 64 usage (bad flag, URL or value; certificate or key file missing,
-unreadable or mismatched). On failure, one line on stderr says what was checked and why.
+TLS, an answer that could not be read, or -timeout ran out), 64 usage (bad flag, URL or value;
+certificate or key file missing, unreadable or mismatched). On failure, one line on stderr says what
+was checked and why.
 
 Examples:
   # Kubernetes exec probe against an HTTPS endpoint that requires a client certificate:
