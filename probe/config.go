@@ -21,6 +21,10 @@ const (
 	DefaultRetryDelay = 100 * time.Millisecond
 	// DefaultExpectStatus is the kubelet's rule for httpGet probes.
 	DefaultExpectStatus = "200-399"
+	// MaxTimeout bounds -timeout. A probe that may take a day is a mistake, not a probe; and a bound
+	// keeps every deadline the run derives from it (the command's watchdog adds a margin) far from
+	// time.Duration's overflow at about 292 years.
+	MaxTimeout = 24 * time.Hour
 )
 
 // Config is one check: what to check, how, and within which time.
@@ -71,41 +75,45 @@ func ParseTarget(raw string) (*url.URL, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, usageErrorf("empty URL")
 	}
+	// Only a message quotes the URL, redacted: never a password or a token, and no work when it is good.
+	bad := func(format string, args ...any) error {
+		return usageErrorf("bad URL %q: "+format, append([]any{RedactURL(raw)}, args...)...)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, usageErrorf("bad URL %q: %v", raw, unwrapURLError(err))
+		return nil, bad("%v", unwrapURLError(err))
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	if u.Scheme == "" {
-		return nil, usageErrorf("bad URL %q: no scheme (want one of %s)", raw, strings.Join(Schemes, ", "))
+		return nil, bad("no scheme (want one of %s)", strings.Join(Schemes, ", "))
 	}
 	if !isKnownScheme(u.Scheme) {
-		return nil, usageErrorf("bad URL %q: unknown scheme %q (want one of %s)", raw, u.Scheme, strings.Join(Schemes, ", "))
+		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, strings.Join(Schemes, ", "))
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
-		return nil, usageErrorf("bad URL %q: no host", raw)
+		return nil, bad("no host")
 	}
 	if u.User != nil {
-		return nil, usageErrorf("bad URL %q: user information is not supported (use -header 'Authorization: ...')", raw)
+		return nil, bad("user information is not supported (use -header 'Authorization: ...')")
 	}
 	if port := u.Port(); port != "" {
 		if _, err := parsePort(port); err != nil {
-			return nil, usageErrorf("bad URL %q: %v", raw, err)
+			return nil, bad("%v", err)
 		}
 	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, usageErrorf("bad URL %q: empty port", raw)
+		return nil, bad("empty port")
 	}
 	switch u.Scheme {
 	case "tcp", "tls":
 		if u.Port() == "" {
-			return nil, usageErrorf("bad URL %q: %s:// needs a port", raw, u.Scheme)
+			return nil, bad("%s:// needs a port", u.Scheme)
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return nil, usageErrorf("bad URL %q: %s:// takes only host and port", raw, u.Scheme)
+			return nil, bad("%s:// takes only host and port", u.Scheme)
 		}
 	case "grpc", "grpcs":
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return nil, usageErrorf("bad URL %q: %s:// takes only host and port (the service is -service)", raw, u.Scheme)
+			return nil, bad("%s:// takes only host and port (the service is -service)", u.Scheme)
 		}
 	}
 	return u, nil
@@ -122,6 +130,9 @@ func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 		return nil, usageErrorf("empty -host")
 	}
 	if strings.ContainsAny(host, "/?#@ ") {
+		if at := strings.LastIndex(host, "@"); at >= 0 {
+			host = "…" + host[at:] // user information, perhaps a password
+		}
 		return nil, usageErrorf("bad -host %q", host)
 	}
 	if port == "" {
@@ -294,6 +305,9 @@ func (c *Config) Validate() error {
 	scheme := c.Target.Scheme
 	if c.Timeout <= 0 {
 		return usageErrorf("-timeout must be positive")
+	}
+	if c.Timeout > MaxTimeout {
+		return usageErrorf("-timeout %s is longer than the maximum, %s", c.Timeout, MaxTimeout)
 	}
 	if c.Retries < 0 {
 		return usageErrorf("-retry must be 0 or more")

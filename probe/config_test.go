@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,9 @@ func TestValidate(t *testing.T) {
 	}{
 		{name: "defaults are valid", target: "https://localhost/healthz"},
 		{name: "zero timeout", target: "http://localhost/", configure: func(c *Config) { c.Timeout = 0 }, wantErr: "-timeout must be positive"},
+		{name: "a day is the longest timeout", target: "http://localhost/", configure: func(c *Config) { c.Timeout = MaxTimeout }},
+		{name: "timeout over a day", target: "http://localhost/", configure: func(c *Config) { c.Timeout = MaxTimeout + time.Nanosecond },
+			wantErr: "-timeout 24h0m0.000000001s is longer than the maximum, 24h0m0s"},
 		{name: "negative retries", target: "http://localhost/", configure: func(c *Config) { c.Retries = -1 }, wantErr: "-retry must be 0 or more"},
 		{name: "negative delay", target: "http://localhost/", configure: func(c *Config) { c.RetryDelay = -time.Second }, wantErr: "-retry-delay"},
 		{name: "POST", target: "http://localhost/", configure: func(c *Config) { c.Method = "POST" }, wantErr: `bad -method "POST"`},
@@ -215,6 +219,82 @@ func TestReportLine(t *testing.T) {
 
 	report = Report{Result: Unhealthy, Detail: "a\nb\x1b[0m\u2028c\xff"}
 	assert.Equal(t, "unhealthy: a?b?[0m?c?", report.Line())
+
+	exact := Report{Result: Unhealthy, Detail: strings.Repeat("x", maxLineBytes-len("unhealthy: "))}
+	assert.Equal(t, "unhealthy: "+exact.Detail, exact.Line(), "a line of exactly the limit is not cut")
+}
+
+// TestReportLineCutsWhatWasCheckedFirst: a long path or -service shortens what was checked, never the
+// reason, and never the attempts.
+func TestReportLineCutsWhatWasCheckedFirst(t *testing.T) {
+	reason := "dial tcp 127.0.0.1:1: connect: connection refused"
+	report := Report{Result: Unreachable, Checked: "GET http://127.0.0.1:1/" + strings.Repeat("p", 600), Detail: reason, Attempts: 2}
+	line := report.Line()
+	assert.Len(t, line, maxLineBytes)
+	assert.True(t, strings.HasPrefix(line, "unreachable: GET http://127.0.0.1:1/ppp"), line)
+	assert.True(t, strings.HasSuffix(line, "p…: "+reason+" after 2 attempts"), line)
+
+	report.Detail = strings.Repeat("r", 600)
+	line = report.Line()
+	assert.Len(t, line, maxLineBytes)
+	assert.Equal(t, "unreachable: "+strings.Repeat("r", maxLineBytes-len("unreachable: …")-len(" after 2 attempts"))+"… after 2 attempts", line,
+		"a reason too long alone leaves no room for what was checked")
+
+	report.Insecure = true
+	line = report.Line()
+	assert.Len(t, line, maxLineBytes)
+	assert.True(t, strings.HasSuffix(line, "r… after 2 attempts (-insecure: the server's certificate was not verified)"), line)
+}
+
+// TestLongTargetsKeepTheReason: the same through a real run, for a long HTTP path and a long -service.
+func TestLongTargetsKeepTheReason(t *testing.T) {
+	for _, c := range []*Config{
+		testConfig(t, "http://"+closedPort(t)+"/"+strings.Repeat("long-path/", 60)),
+		func() *Config {
+			c := testConfig(t, "grpc://"+closedPort(t))
+			c.GRPCService = strings.Repeat("my.long.Service", 40)
+			return c
+		}(),
+	} {
+		line := run(c).Line()
+		assert.LessOrEqual(t, len(line), maxLineBytes)
+		assert.True(t, strings.HasSuffix(line, "connect: connection refused"), line)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"http://u:hunter2@host/h?token=SECRET":      "http://…@host/h?…",
+		"https://user@host:8443/healthz#frag":       "https://…@host:8443/healthz",
+		"http://host/healthz":                       "http://host/healthz",
+		"http:user:hunter2@host":                    "http:…@host",
+		"http://u:hunter2@[::1/?token=SECRET":       "http://…@[::1/?…",
+		"http://u:hunter2@ho st/x#token=SECRET":     "http://…@ho st/x",
+		"grpc://a@b@host:1/?x":                      "grpc://…@host:1/?…",
+		"not a url at all, with ?token=SECRET init": "not a url at all, with ?…",
+	} {
+		got := RedactURL(raw)
+		assert.Equal(t, want, got, raw)
+		assert.NotContains(t, got, "hunter2")
+		assert.NotContains(t, got, "SECRET")
+	}
+}
+
+// TestUsageLine: usage errors follow the rules of every line — one line, at most 512 bytes, control
+// characters replaced — and keep their hint.
+func TestUsageLine(t *testing.T) {
+	hint := "(see health-check -h)"
+	assert.Equal(t, "usage: bad -x (see health-check -h)", UsageLine(errors.New("bad -x"), hint))
+	line := UsageLine(errors.New("flag provided but not defined: -a\nb\x1b[31m"+strings.Repeat("y", 5000)), hint)
+	assert.Len(t, line, maxLineBytes)
+	assert.True(t, strings.HasPrefix(line, "usage: flag provided but not defined: -a?b?[31myyy"), line)
+	assert.True(t, strings.HasSuffix(line, "y… "+hint), line)
+
+	_, err := ParseTarget("http://u:hunter2@host/h?token=SECRET")
+	line = UsageLine(err, hint)
+	assert.Equal(t, `usage: bad URL "http://…@host/h?…": user information is not supported (use -header 'Authorization: ...') `+hint, line)
+	_, err = LegacyTarget("http", "u:hunter2@host", "80", "")
+	assert.NotContains(t, UsageLine(err, hint), "hunter2")
 }
 
 func TestResultExitCodes(t *testing.T) {

@@ -23,8 +23,13 @@ const (
 	maxBodyBytes = 10 << 10
 	// bodySnippetBytes is how much of an unhealthy answer's body the failure line quotes.
 	bodySnippetBytes = 80
-	// maxResponseHeaderBytes bounds the headers a server can make us read.
-	maxResponseHeaderBytes = 64 << 10
+	// bodyFramingBytes is the room a chunked body's size lines take on the wire beyond maxBodyBytes.
+	bodyFramingBytes = 1 << 10
+	// maxResponseHeaderBytes bounds the head a server can make us read, interim 1xx heads included:
+	// more than curl accepts in one header line (100 KiB), far less than net/http's 10 MiB default.
+	maxResponseHeaderBytes = 128 << 10
+	// maxInterimAnswers is net/http's limit on 1xx answers before the final one.
+	maxInterimAnswers = 5
 	// maxRedirects is net/http's own limit, kept explicit because the redirect policy is ours.
 	maxRedirects = 10
 )
@@ -42,16 +47,19 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	for redirects := 0; ; redirects++ {
 		resp, err := roundTrip(ctx, c, tlsConfig, target, log)
 		if err != nil {
+			if target != c.Target {
+				err = fmt.Errorf("following a redirect to %s: %w", redacted(target), err)
+			}
 			return unreachable(err)
 		}
 		defer resp.conn.Close()
 		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
-		next, err := sameHostRedirect(resp, target, c.Target, log)
+		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
 		if err != nil {
 			return unhealthy("%v", err)
 		}
 		if next == nil {
-			return judge(c, resp, target)
+			return judge(c, resp, target, elsewhere)
 		}
 		if redirects == maxRedirects {
 			return unhealthy("%v", errRedirectLoop)
@@ -60,15 +68,20 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	}
 }
 
-// judge is the verdict on an answer: its status, then its body.
-func judge(c *Config, resp *response, from *url.URL) outcome {
+// judge is the verdict on an answer: its status, then its body. elsewhere is where a redirect that was
+// not followed leads, for the failure line.
+func judge(c *Config, resp *response, from, elsewhere *url.URL) outcome {
 	status := resp.status
 	if from != c.Target {
 		status += " from " + redacted(from)
 	}
 	if !c.ExpectStatus.Contains(resp.statusCode) {
 		snippet, _ := readUpTo(resp.body, bodySnippetBytes)
-		return unhealthy("%s (want %s)%s", status, c.ExpectStatus, quoteBody(snippet))
+		notFollowed := ""
+		if elsewhere != nil {
+			notFollowed = ", not following its redirect to another origin: " + redacted(elsewhere)
+		}
+		return unhealthy("%s (want %s)%s%s", status, c.ExpectStatus, notFollowed, quoteBody(snippet))
 	}
 	if c.ExpectBody != "" {
 		body, err := readUpTo(resp.body, maxBodyBytes)
@@ -102,9 +115,6 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		_ = conn.SetDeadline(deadline)
 	}
 	if target.Scheme == "https" {
-		if tlsConfig == nil {
-			tlsConfig = &tls.Config{} // an http:// target redirected to https://: verify with the system's roots
-		}
 		tlsConn, err := handshake(ctx, conn, tlsConfig, target.Hostname(), "http/1.1", log)
 		if err != nil {
 			conn.Close()
@@ -118,13 +128,19 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		conn.Close()
 		return nil, err
 	}
-	// The answer's head and the part of the body we look at, and not a byte more.
-	reader := bufio.NewReaderSize(io.LimitReader(conn, maxResponseHeaderBytes+maxBodyBytes), 4<<10)
+	// The answer's head and the part of the body we look at, and not a byte more: each has its own
+	// budget, so that a big head never shrinks the body -expect-body searches.
+	budget := &readBudget{r: conn, left: maxResponseHeaderBytes}
+	reader := bufio.NewReaderSize(budget, 4<<10)
 	resp, err := readResponseHead(reader, c.Method == methodHead)
 	if err != nil {
 		conn.Close()
+		if errors.Is(err, errBudgetSpent) {
+			err = fmt.Errorf("the answer's head is longer than %d KiB", maxResponseHeaderBytes>>10)
+		}
 		return nil, err
 	}
+	budget.left = maxBodyBytes + bodyFramingBytes // what the reader holds already came out of the head's
 	resp.conn = conn
 	log("answer %s in %s", resp.status, since(start))
 	return resp, nil
@@ -177,30 +193,56 @@ func requestHead(c *Config, target *url.URL) []byte {
 	return b.Bytes()
 }
 
-// readResponseHead reads the status line and headers of the final answer, skipping interim 1xx ones,
-// and frames the body as RFC 9112 section 6.3 says.
+// readResponseHead reads the status line and headers of the final answer, skipping a few interim 1xx
+// ones, and frames the body as RFC 9112 section 6.3 says.
 func readResponseHead(r *bufio.Reader, head bool) (*response, error) {
 	text := textproto.NewReader(r)
-	for {
-		line, err := text.ReadLine()
+	for interim := 0; ; interim++ {
+		line, err := readStatusLine(r)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			switch {
+			case line == "" && errors.Is(err, io.EOF):
 				return nil, errors.New("connection closed without an answer")
+			case !strings.HasPrefix(line, "HTTP/"[:min(len(line), 5)]):
+				return nil, notHTTP(line) // whatever else it would have said
+			case errors.Is(err, io.EOF):
+				return nil, errors.New("connection closed in the answer's status line")
 			}
-			return nil, err
+			return nil, err // a server too slow to finish its status line ran into the deadline
 		}
 		resp, err := parseStatusLine(line)
 		if err != nil {
 			return nil, err
 		}
 		if resp.header, err = text.ReadMIMEHeader(); err != nil {
-			return nil, fmt.Errorf("reading the answer's headers: %w", err)
+			return nil, fmt.Errorf("reading the answer's headers: %w", unexpectedEOF(err))
 		}
 		if resp.statusCode >= 100 && resp.statusCode < 200 && resp.statusCode != 101 {
-			continue // 100 Continue, 103 Early Hints: the answer comes next
+			// 100 Continue, 103 Early Hints: the answer comes next, unless a server sends nothing else.
+			if interim == maxInterimAnswers {
+				return nil, fmt.Errorf("more than %d interim answers (%s)", maxInterimAnswers, resp.status)
+			}
+			continue
 		}
 		resp.body, err = bodyReader(r, resp, head)
 		return resp, err
+	}
+}
+
+// readStatusLine reads one whole line. A line cut short by the deadline or a closed connection comes
+// with that error, so that it is not misread as a whole status line.
+func readStatusLine(r *bufio.Reader) (string, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue // a long line: the head's budget ends it
+		case err != nil:
+			return string(line), err
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"), nil
 	}
 }
 
@@ -210,9 +252,13 @@ func parseStatusLine(line string) (*response, error) {
 	code, _, _ := strings.Cut(status, " ")
 	n, err := strconv.Atoi(code)
 	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(code) != 3 || err != nil || n < 100 {
-		return nil, fmt.Errorf("not an HTTP/1.1 answer: %q", line[:min(len(line), 40)])
+		return nil, notHTTP(line)
 	}
 	return &response{status: status, statusCode: n}, nil
+}
+
+func notHTTP(line string) error {
+	return fmt.Errorf("not an HTTP/1.1 answer: %q", line[:min(len(line), 40)])
 }
 
 // bodyReader frames the body: none, chunked, Content-Length bytes, or up to the connection's close.
@@ -226,14 +272,54 @@ func bodyReader(r *bufio.Reader, resp *response, head bool) (io.Reader, error) {
 		}
 		return &chunkedReader{r: r}, nil
 	}
-	if length := resp.header.Get("Content-Length"); length != "" {
-		n, err := strconv.ParseInt(strings.TrimSpace(length), 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("bad Content-Length %q", length)
+	if values := resp.header.Values("Content-Length"); len(values) > 0 {
+		n, err := contentLength(values)
+		if err != nil {
+			return nil, err
 		}
 		return io.LimitReader(r, n), nil
 	}
 	return r, nil
+}
+
+// contentLength is the body's length from the Content-Length fields: digits only, and where a server
+// repeats them, the same number each time. RFC 9112 section 6.3 makes anything else a framing error:
+// a reader that took the first of two lengths could read a body the server did not mean.
+func contentLength(values []string) (int64, error) {
+	length := int64(-1)
+	for _, value := range values {
+		for _, field := range strings.Split(value, ",") {
+			field = strings.TrimSpace(field)
+			n, err := strconv.ParseInt(field, 10, 64)
+			if err != nil || strings.TrimLeft(field, "0123456789") != "" {
+				return 0, fmt.Errorf("bad Content-Length %q", strings.Join(values, ", "))
+			}
+			if length >= 0 && n != length {
+				return 0, fmt.Errorf("conflicting Content-Length values %q", strings.Join(values, ", "))
+			}
+			length = n
+		}
+	}
+	return length, nil
+}
+
+// readBudget reads from the connection until its budget is spent: the answer's head gets one, and
+// then its body another.
+type readBudget struct {
+	r    io.Reader
+	left int64
+}
+
+// errBudgetSpent is a read past a budget: for a head, an error; for a body, the end of what we look at.
+var errBudgetSpent = errors.New("read limit reached")
+
+func (b *readBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errBudgetSpent
+	}
+	n, err := b.r.Read(p[:min(int64(len(p)), b.left)])
+	b.left -= int64(n)
+	return n, err
 }
 
 // chunkedReader decodes a chunked body (RFC 9112 section 7.1); trailers are not read.
@@ -280,30 +366,35 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// sameHostRedirect returns where a redirect leads when we follow it: to the same host only, like the
-// kubelet. A redirect to another host is not followed — its 3xx answer is judged as it is — so the
-// client certificate never leaves for a host it was not configured for.
-func sameHostRedirect(resp *response, current, original *url.URL, log logf) (*url.URL, error) {
+// sameOriginRedirect returns where a redirect leads when we follow it: within the origin of the target
+// (scheme, host and port) only, as curl does with credentials. The kubelet follows any redirect to the
+// same host; but it sends no client certificate and no secrets, and we may: a redirect to https://'s
+// host on http:// would send a -header credential in cleartext, and one to another port would present
+// the client certificate to whatever listens there. Any other redirect is not followed — its 3xx answer
+// is judged as it is — and is returned as elsewhere.
+func sameOriginRedirect(resp *response, current, origin *url.URL, log logf) (next, elsewhere *url.URL, err error) {
 	switch resp.statusCode {
 	case 301, 302, 303, 307, 308:
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	location := resp.header.Get("Location")
 	if location == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	next, err := current.Parse(location)
+	next, err = current.Parse(location)
 	if err != nil {
-		return nil, fmt.Errorf("%s with a bad Location: %w", resp.status, err)
+		return nil, nil, fmt.Errorf("%s with a bad Location: %w", resp.status, err)
 	}
-	if next.Scheme != "http" && next.Scheme != "https" || next.Hostname() != original.Hostname() {
-		log("not following the redirect to another host: %s", redacted(next))
-		return nil, nil
+	// url.Parse lowercases the scheme; a host name's case does not matter, and address adds the
+	// scheme's default port, so that http://h/ and http://h:80/ are one origin.
+	if next.Scheme != origin.Scheme || !strings.EqualFold(address(next), address(origin)) {
+		log("not following the redirect to %s: another origin (scheme, host or port) than %s", redacted(next), redacted(origin))
+		return nil, next, nil
 	}
 	log("following redirect to %s", redacted(next))
-	next.Fragment = ""
-	return next, nil
+	next.Fragment, next.RawFragment = "", ""
+	return next, nil, nil
 }
 
 // handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
@@ -325,9 +416,14 @@ func handshake(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, server
 	return tlsConn, nil
 }
 
-// readUpTo reads at most limit bytes of r.
+// readUpTo reads at most limit bytes of r, and what the body's budget allows: what lies past it is past
+// what we look at, not an error.
 func readUpTo(r io.Reader, limit int64) ([]byte, error) {
-	return io.ReadAll(io.LimitReader(r, limit))
+	body, err := io.ReadAll(io.LimitReader(r, limit))
+	if errors.Is(err, errBudgetSpent) {
+		err = nil
+	}
+	return body, err
 }
 
 // quoteBody is the failure line's quote of a body, or nothing for an empty one.

@@ -111,9 +111,9 @@ func TestHTTPChecks(t *testing.T) {
 				c.Host = "app.example"
 				c.ExpectBody = "method=GET host=app.example ua=health-check/test x=yes"
 			}},
-		{name: "same-host redirect is followed", url: srv.URL + "/redirect", want: Healthy,
+		{name: "same-origin redirect is followed", url: srv.URL + "/redirect", want: Healthy,
 			configure: func(c *Config) { c.ExpectBody = "all good" }},
-		{name: "same-host redirect to a failure", url: srv.URL + "/redirect-to-fail", want: Unhealthy,
+		{name: "same-origin redirect to a failure", url: srv.URL + "/redirect-to-fail", want: Unhealthy,
 			inLine: []string{"503", "from https://127.0.0.1:" + port + "/fail"}},
 		{name: "redirect loop", url: srv.URL + "/loop", want: Unhealthy, inLine: []string{"stopped after 10 redirects"}},
 		{name: "no client certificate", url: srv.URL + "/healthz", want: Unreachable,
@@ -189,6 +189,98 @@ func TestHTTPRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	assert.Contains(t, report.Line(), "302 Found (want 200)")
 }
 
+// TestHTTPRedirectsStayInTheirOrigin: a redirect is followed only within the target's scheme, host and
+// port, so neither a -header credential nor the client certificate ever goes anywhere else: not in
+// cleartext to http:// on the same host, not to another port.
+func TestHTTPRedirectsStayInTheirOrigin(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	var cleartextCredentials, otherPortHits, otherPortCertificates atomic.Int32
+	cleartext := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			cleartextCredentials.Add(1)
+		}
+	}))
+	t.Cleanup(cleartext.Close)
+	otherPort := startMTLS(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		otherPortHits.Add(1)
+		otherPortCertificates.Add(int32(len(r.TLS.PeerCertificates)))
+	}))
+	srv := startMTLS(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/to-http":
+			http.Redirect(w, r, cleartext.URL+"/healthz", http.StatusFound)
+		case "/to-other-port":
+			http.Redirect(w, r, otherPort.URL+"/healthz", http.StatusFound)
+		case "/to-same-origin":
+			http.Redirect(w, r, "https://"+r.Host+"/healthz", http.StatusFound)
+		case "/healthz":
+			fmt.Fprint(w, "ok: here")
+		}
+	}))
+	require.Equal(t, mustURL(t, srv.URL).Hostname(), mustURL(t, cleartext.URL).Hostname(), "one host, other schemes and ports")
+
+	tests := []struct {
+		name     string
+		path     string
+		location string
+		followed bool
+	}{
+		{name: "https to http on the same host", path: "/to-http", location: cleartext.URL + "/healthz"},
+		{name: "another port on the same host", path: "/to-other-port", location: otherPort.URL + "/healthz"},
+		{name: "the same origin", path: "/to-same-origin", followed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(t, srv.URL+tt.path)
+			c.TLS = p.clientFiles()
+			c.Header = map[string][]string{"Authorization": {"Bearer s3cret"}}
+			var verbose bytes.Buffer
+			report := Run(t.Context(), c, &verbose)
+			if tt.followed {
+				assert.Equal(t, Healthy, report.Result, report.Line())
+				assert.Equal(t, "200 OK from "+srv.URL+"/healthz", report.Detail)
+				return
+			}
+			assert.Equal(t, Healthy, report.Result, "a 302 is in the default 200-399: %s", report.Line())
+			assert.Equal(t, "302 Found", report.Detail)
+			assert.Contains(t, verbose.String(), "not following the redirect to "+tt.location+": another origin (scheme, host or port) than "+srv.URL+tt.path)
+
+			c.ExpectStatus, _ = ParseStatusSet("200")
+			report = run(c)
+			assert.Equal(t, Unhealthy, report.Result)
+			assert.Contains(t, report.Line(), "302 Found (want 200), not following its redirect to another origin: "+tt.location)
+		})
+	}
+	assert.Zero(t, cleartextCredentials.Load(), "the credential never went out in cleartext")
+	assert.Zero(t, otherPortHits.Load(), "the other port was never contacted")
+	assert.Zero(t, otherPortCertificates.Load(), "the client certificate was never presented there")
+}
+
+// TestHTTPFailedRedirectSaysSo: when a followed redirect cannot be fetched, the line says it was the
+// redirect's target that failed, not the URL the probe was given.
+func TestHTTPFailedRedirectSaysSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		conn, err := ln.Accept()
+		ln.Close() // the redirect's request finds nothing listening
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = conn.Read(make([]byte, 4096))
+		_, _ = conn.Write([]byte("HTTP/1.1 302 Found\r\nLocation: /moved\r\nContent-Length: 0\r\n\r\n"))
+	}()
+	t.Cleanup(func() { ln.Close(); <-served })
+
+	report := run(testConfig(t, "http://"+addr+"/healthz"))
+	assert.Equal(t, Unreachable, report.Result)
+	assert.Equal(t, "unreachable: GET http://"+addr+"/healthz: following a redirect to http://"+addr+"/moved: dial tcp "+addr+": connect: connection refused", report.Line())
+}
+
 func TestHTTPRetries(t *testing.T) {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -255,12 +347,25 @@ func TestHTTPTimeouts(t *testing.T) {
 	}))
 	t.Cleanup(slowHeaders.Close)
 
+	slowloris, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	serveConns(t, slowloris, func(conn net.Conn) {
+		for _, part := range []string{"HT", "TP/", "1.1"} { // and never the rest of the status line
+			if _, err := conn.Write([]byte(part)); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_, _ = conn.Read(make([]byte, 1)) // until the probe hangs up
+	})
+
 	tests := []struct {
 		name string
 		url  string
 		body string
 	}{
 		{name: "black hole accepts and never answers", url: "http://" + blackHole(t) + "/healthz"},
+		{name: "status line never ends", url: "http://" + slowloris.Addr().String() + "/healthz"},
 		{name: "black hole behind TLS never finishes the handshake", url: "https://" + blackHole(t) + "/healthz"},
 		{name: "headers never come", url: slowHeaders.URL},
 		{name: "body trickles", url: trickle.URL, body: "never"},
@@ -276,6 +381,7 @@ func TestHTTPTimeouts(t *testing.T) {
 			elapsed := time.Since(start)
 			assert.Equal(t, Unreachable, report.Result, report.Line())
 			assert.Contains(t, report.Line(), "no answer within -timeout 300ms")
+			assert.NotContains(t, report.Line(), "not an HTTP/1.1 answer", "a slow answer is not a wrong one")
 			assert.GreaterOrEqual(t, elapsed, c.Timeout)
 			assert.Less(t, elapsed, c.Timeout+timeoutMargin, "the run must end at the timeout")
 		})
@@ -407,6 +513,27 @@ func TestHTTPFraming(t *testing.T) {
 		{name: "closed without an answer", answer: "", want: Unreachable, inLine: "connection closed without an answer"},
 		{name: "unsupported transfer coding", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx", want: Unreachable, inLine: `unsupported Transfer-Encoding "gzip"`},
 		{name: "bad content-length", answer: "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", want: Unreachable, inLine: `bad Content-Length "-1"`},
+		{name: "conflicting Content-Length values", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nready!", want: Unreachable,
+			inLine: `conflicting Content-Length values "5, 6"`},
+		{name: "conflicting Content-Length list", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nready!", want: Unreachable,
+			inLine: `conflicting Content-Length values "5, 6"`},
+		{name: "signed Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", want: Unreachable, inLine: `bad Content-Length "+2"`},
+		{name: "hex Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\nready", want: Unreachable, inLine: `bad Content-Length "0x5"`},
+		{name: "empty Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\nready", want: Unreachable, inLine: `bad Content-Length ""`},
+		{name: "repeated equal Content-Length values", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nready", body: "ready", want: Healthy},
+		{name: "a big head leaves the body its own window",
+			answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 72_000) + "\r\n\r\n" + strings.Repeat("b", 5_000) + "ready" + strings.Repeat("b", 4_000),
+			body:   "ready", want: Healthy},
+		{name: "the body's window is 10 KiB past a big head",
+			answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 72_000) + "\r\n\r\n" + strings.Repeat("b", 12_000) + "ready",
+			body:   "ready", want: Unhealthy, inLine: `body does not contain "ready"`},
+		{name: "a 1 MB header line", answer: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("h", 1<<20) + "\r\n\r\n", want: Unreachable,
+			inLine: "the answer's head is longer than 128 KiB"},
+		{name: "five interim answers, then the answer", answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 5) + "HTTP/1.1 200 OK\r\n\r\n", want: Healthy},
+		{name: "thousands of interim answers", answer: strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 5000), want: Unreachable,
+			inLine: "more than 5 interim answers (103 Early Hints)"},
+		{name: "closed in the status line", answer: "HTTP/1.1 20", want: Unreachable, inLine: "connection closed in the answer's status line"},
+		{name: "closed in the headers", answer: "HTTP/1.1 200 OK\r\nX-A: 1", want: Unreachable, inLine: "reading the answer's headers: unexpected EOF"},
 		{name: "redirect without a location is judged as is", answer: "HTTP/1.1 302 Found\r\n\r\n", want: Healthy},
 		{name: "redirect to another host is judged as is", answer: "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://elsewhere.invalid/\r\n\r\n", want: Healthy},
 	}

@@ -19,7 +19,9 @@ const (
 	Healthy Result = iota
 	// Unhealthy: the endpoint answered, and the answer is not healthy.
 	Unhealthy
-	// Unreachable: no answer — DNS, connect, TLS handshake or verification failed, or time ran out.
+	// Unreachable: no answer — DNS, connect, TLS handshake or verification failed, or time ran out —
+	// or none that could be read: malformed HTTP/1.1, HTTP/2 or gRPC framing is not an answer to judge,
+	// and is more often the wrong port or protocol than an unhealthy endpoint.
 	Unreachable
 	// Usage: the check could not be attempted because its configuration is wrong.
 	Usage
@@ -84,10 +86,14 @@ func IsUsage(err error) bool {
 const maxLineBytes = 512
 
 // sanitize makes s safe and short enough for the one output line: control characters (from a server's
-// status text, body or error) become '?', invalid UTF-8 is replaced, and the result is cut at max bytes
-// on a rune boundary, marked with "…".
+// status text, body or error) become '?', invalid UTF-8 is replaced, and a result over max bytes is cut
+// on a rune boundary and marked with "…".
 func sanitize(s string, max int) string {
+	if max < len("…") {
+		return ""
+	}
 	var b strings.Builder
+	cut := -1 // where s is cut, with room for "…", if it turns out too long
 	for _, r := range s {
 		switch {
 		case r == utf8.RuneError:
@@ -95,11 +101,42 @@ func sanitize(s string, max int) string {
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
 			r = '?'
 		}
-		if b.Len()+utf8.RuneLen(r) > max-len("…") {
-			b.WriteString("…")
-			break
+		size := utf8.RuneLen(r)
+		if cut < 0 && b.Len()+size > max-len("…") {
+			cut = b.Len()
+		}
+		if b.Len()+size > max {
+			return b.String()[:cut] + "…"
 		}
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// oneLine joins a line's parts — "unhealthy: ", what was checked, why, " after 2 attempts" — into the
+// one output line: sanitized, and at most maxLineBytes. When it is too long, what was checked is cut
+// first; the reason is cut only when it alone is too long; prefix and suffix are kept whole.
+func oneLine(prefix, checked, reason, suffix string) string {
+	prefix, suffix = sanitize(prefix, maxLineBytes), sanitize(suffix, maxLineBytes)
+	room := maxLineBytes - len(prefix) - len(suffix)
+	reason = sanitize(reason, room)
+	if checked == "" {
+		return prefix + reason + suffix
+	}
+	// A cut "checked" keeps at least a few words, or goes entirely.
+	const separator, shortest = ": ", 16
+	if room -= len(reason) + len(separator); room < shortest {
+		return prefix + reason + suffix
+	}
+	return prefix + sanitize(checked, room) + separator + reason + suffix
+}
+
+// UsageLine is the one line that reports a usage error, under the rules of every other line: control
+// characters replaced, at most maxLineBytes, the error's reason cut before the hint is. The errors of
+// this package quote a target URL only redacted (RedactURL); the caller's own errors must too.
+func UsageLine(err error, hint string) string {
+	if hint != "" {
+		hint = " " + hint
+	}
+	return oneLine(Usage.String()+": ", "", err.Error(), hint)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -19,20 +20,24 @@ type Report struct {
 	Detail   string // why it failed, or what the healthy answer was
 	Attempts int
 	Elapsed  time.Duration
+	// Insecure says that the server's certificate was not verified (-insecure); the line says so too.
+	Insecure bool
 }
+
+// insecureNote ends the line of a run with -insecure, where it is never cut.
+const insecureNote = " (-insecure: the server's certificate was not verified)"
 
 // Line is the one line a person reads in `kubectl describe pod` or `docker inspect`, sanitized and
 // bounded: "unhealthy: GET https://localhost:8443/healthz: 503 Service Unavailable after 2 attempts".
 func (r Report) Line() string {
-	line := r.Result.String() + ": "
-	if r.Checked != "" {
-		line += r.Checked + ": "
-	}
-	line += r.Detail
+	suffix := ""
 	if r.Attempts > 1 {
-		line += fmt.Sprintf(" after %d attempts", r.Attempts)
+		suffix = fmt.Sprintf(" after %d attempts", r.Attempts)
 	}
-	return sanitize(line, maxLineBytes)
+	if r.Insecure {
+		suffix += insecureNote
+	}
+	return oneLine(r.Result.String()+": ", r.Checked, r.Detail, suffix)
 }
 
 // outcome is one attempt's verdict, as each checker returns it.
@@ -78,6 +83,10 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 		// Read the files at every run: a rotated certificate is used from the next run on.
 		if tlsConfig, err = c.TLS.Load(); err != nil {
 			return finish(outcome{Usage, err.Error()}, 0)
+		}
+		if c.TLS.Insecure {
+			report.Insecure = true
+			log("-insecure: the server's certificate is not verified")
 		}
 	}
 
@@ -159,14 +168,50 @@ func (c *Config) describe() string {
 	}
 }
 
-// redacted prints a URL without its query, which may carry a token.
+// redacted prints a URL without its user information and query, which may carry a password or a token.
 func redacted(u *url.URL) string {
 	short := *u
 	if short.RawQuery != "" {
 		short.RawQuery = "…"
 	}
-	short.Fragment = ""
-	return short.String()
+	short.Fragment, short.RawFragment = "", ""
+	if at := strings.LastIndex(short.Opaque, "@"); at >= 0 {
+		short.Opaque = "…" + short.Opaque[at:] // "http:user:pw@host" parses as opaque
+	}
+	if short.User == nil {
+		return short.String()
+	}
+	short.User = nil
+	text := short.String()
+	if i := strings.Index(text, "//"); i >= 0 {
+		return text[:i+2] + "…@" + text[i+2:]
+	}
+	return text
+}
+
+// RedactURL is a URL as typed, for a message: without its user information, query and fragment, like
+// every URL this package prints, and otherwise as typed, whether or not it parses.
+func RedactURL(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		if raw[i] == '?' {
+			raw = raw[:i] + "?…"
+		} else {
+			raw = raw[:i]
+		}
+	}
+	// The authority follows "scheme://", or "scheme:" in a URL such as "http:user:pw@host".
+	start := strings.Index(raw, "//") + 2
+	if start < 2 {
+		start = strings.Index(raw, ":") + 1
+	}
+	authority := raw[start:]
+	if slash := strings.Index(authority, "/"); slash >= 0 {
+		authority = authority[:slash]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		raw = raw[:start] + "…" + raw[start+at:]
+	}
+	return raw
 }
 
 // dial opens the connection of one attempt: the unix socket when one is configured, else TCP to addr.

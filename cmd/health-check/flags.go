@@ -64,7 +64,7 @@ func newFlagSet() *flagSet {
 	f.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
 	f.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
 	f.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
-	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (prints a warning)")
+	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
 	f.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
 	f.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
 	f.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
@@ -109,11 +109,12 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	ignoreEnv := f.targetVariablesReplaced(set)
 	var envErr error
 	f.VisitAll(func(fl *flag.Flag) {
 		name := envName(fl.Name)
 		value := getenv(name)
-		if set[fl.Name] || noEnv[fl.Name] || value == "" || envErr != nil {
+		if set[fl.Name] || noEnv[fl.Name] || ignoreEnv[fl.Name] || value == "" || envErr != nil {
 			return
 		}
 		values := []string{value}
@@ -180,13 +181,34 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 // legacyFlags build the target when no URL is given, as in the original tool.
 var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
 
+// targetVariablesReplaced are the target-building variables that the command line's own target makes
+// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict.
+// A URL on the command line (the argument or -url) replaces them all. The original tool's flags replace
+// HEALTH_CHECK_URL and otherwise win one by one, like every flag: HEALTH_CHECK_STATUS_PORT shared by
+// a liveness probe with -path /livez and a readiness probe with -path /readyz keeps working.
+func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
+	if f.NArg() > 0 || set["url"] {
+		replaced := map[string]bool{"url": true}
+		for _, name := range legacyFlags {
+			replaced[name] = true
+		}
+		return replaced
+	}
+	for _, name := range legacyFlags {
+		if set[name] {
+			return map[string]bool{"url": true}
+		}
+	}
+	return nil
+}
+
 func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
 	rawURL := f.url
 	switch f.NArg() {
 	case 0:
 	case 1:
 		if set["url"] && f.url != f.Arg(0) {
-			return nil, fmt.Errorf("two targets: -url %s and %s", f.url, f.Arg(0))
+			return nil, fmt.Errorf("two targets: -url %s and %s", probe.RedactURL(f.url), probe.RedactURL(f.Arg(0)))
 		}
 		rawURL = f.Arg(0)
 	default:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -56,6 +57,27 @@ func TestParseOptions(t *testing.T) {
 				assert.Equal(t, "grpc://localhost:9090", o.config.Target.String())
 				assert.Equal(t, "api", o.config.GRPCService)
 			}},
+		{name: "the command line's URL replaces HEALTH_CHECK_URL", args: []string{"http://127.0.0.1:8080/healthz"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://127.0.0.1:8080/healthz", o.config.Target.String())
+			}},
+		{name: "-url replaces HEALTH_CHECK_URL", args: []string{"-url", "tcp://db:5432"},
+			env:   map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "tcp://db:5432", o.config.Target.String()) }},
+		{name: "the command line's original flags replace HEALTH_CHECK_URL", args: []string{"-statusPort", "8080", "-path", "healthz"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:8080/healthz", o.config.Target.String())
+			}},
+		{name: "the command line's URL replaces every original-flag variable", args: []string{"https://app:8443/ready"},
+			env:   map[string]string{"HEALTH_CHECK_SCHEME": "http", "HEALTH_CHECK_HOST": "db", "HEALTH_CHECK_STATUS_PORT": "1", "HEALTH_CHECK_PATH": "/x"},
+			check: func(t *testing.T, o *options) { assert.Equal(t, "https://app:8443/ready", o.config.Target.String()) }},
+		{name: "a shared port variable with each probe's own -path", args: []string{"-path", "/livez"},
+			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/readyz"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:9000/livez", o.config.Target.String())
+			}},
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {
@@ -84,7 +106,9 @@ func TestParseOptions(t *testing.T) {
 		{name: "two URLs", args: []string{"http://a/", "http://b/"}, wantErr: "one target URL at most"},
 		{name: "URL and a different -url", args: []string{"-url", "http://a/", "http://b/"}, wantErr: "two targets"},
 		{name: "URL and -statusPort", args: []string{"-statusPort", "80", "http://b/"}, wantErr: "-statusPort builds a URL"},
-		{name: "URL and an environment -path", args: []string{"http://b/"}, env: map[string]string{"HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "the environment's URL and -path together", env: map[string]string{"HEALTH_CHECK_URL": "http://b/", "HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "URL and -url on the command line, whatever the environment", args: []string{"-url", "http://a/", "http://b/"},
+			env: map[string]string{"HEALTH_CHECK_URL": "http://a/"}, wantErr: "two targets"},
 		{name: "bad header", args: []string{"-header", "nocolon", "http://b/"}, wantErr: "bad -header"},
 		{name: "bad expect-status", args: []string{"-expect-status", "2xx", "http://b/"}, wantErr: "bad -expect-status"},
 		{name: "client cert on plain http", args: []string{"-cert", "/c", "-key", "/k", "http://b/"}, wantErr: "-cert needs a TLS scheme"},
@@ -136,5 +160,57 @@ func TestHelp(t *testing.T) {
 	assert.Contains(t, help, "64 usage")
 	for _, line := range strings.Split(help, "\n") {
 		assert.LessOrEqual(t, len(line), 130, "help lines fit a terminal: %q", line)
+	}
+}
+
+// TestWatchdogDelaySaturates: -timeout plus the watchdog's margin never wraps into a watchdog that fires
+// at once, whatever timeout a library change lets through.
+func TestWatchdogDelaySaturates(t *testing.T) {
+	assert.Equal(t, probe.DefaultTimeout+watchdogMargin, watchdogDelay(probe.DefaultTimeout))
+	assert.Equal(t, probe.MaxTimeout+watchdogMargin, watchdogDelay(probe.MaxTimeout))
+	for _, huge := range []time.Duration{math.MaxInt64 - watchdogMargin + 1, math.MaxInt64 - 1, math.MaxInt64} {
+		assert.Equal(t, time.Duration(math.MaxInt64), watchdogDelay(huge), "timeout %d", int64(huge))
+	}
+}
+
+// TestUsageLinesFollowTheOutputRules: a usage error is one line of at most 512 bytes, with control
+// characters replaced and a URL's user information and query redacted, like every failure line.
+func TestUsageLinesFollowTheOutputRules(t *testing.T) {
+	long := "http://localhost/" + strings.Repeat("x", 5000)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the start of the line
+	}{
+		{name: "a flag name with a newline", args: []string{"-bad\nname", "http://localhost/"}, want: "usage: flag provided but not defined: -bad?name (see"},
+		{name: "an escape in -url", args: []string{"-url", "ftp://\x1b[31mred/"}, want: `usage: bad URL "ftp://\x1b[31mred/": net/url: invalid control character in URL`},
+		{name: "a 5,000-byte URL", args: []string{"-url", "ftp" + long[4:]}, want: `usage: bad URL "ftp://localhost/xxx`},
+		{name: "a 5,000-byte flag", args: []string{"-" + strings.Repeat("f", 5000)}, want: "usage: flag provided but not defined: -fff"},
+		{name: "a password and a token", args: []string{"http://u:hunter2@host/h?token=SECRET"},
+			want: `usage: bad URL "http://…@host/h?…": user information is not supported`},
+		{name: "two targets with secrets", args: []string{"-url", "http://host/?token=SECRET", "http://u:hunter2@host/"},
+			want: "usage: two targets: -url http://host/?… and http://…@host/ (see health-check -h)"},
+		{name: "a password in -host", args: []string{"-host", "u:hunter2@host", "-statusPort", "80"}, want: `usage: bad -host "…@host"`},
+		{name: "a bad variable", env: map[string]string{"HEALTH_CHECK_TIMEOUT": "1s\n2s"}, args: []string{"http://localhost/"},
+			want: `usage: invalid value "1s\n2s" for HEALTH_CHECK_TIMEOUT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, env(tt.env), &stdout, &stderr)
+			assert.Equal(t, probe.ExitUsage, code)
+			assert.Empty(t, stdout.String())
+			line := stderr.String()
+			require.True(t, strings.HasSuffix(line, "\n"), line)
+			line = strings.TrimSuffix(line, "\n")
+			assert.NotContains(t, line, "\n", "one line")
+			assert.LessOrEqual(t, len(line), 512)
+			assert.True(t, strings.HasPrefix(line, tt.want), line)
+			assert.True(t, strings.HasSuffix(line, " (see health-check -h)"), line)
+			for _, secret := range []string{"hunter2", "SECRET", "\x1b"} {
+				assert.NotContains(t, line, secret)
+			}
+		})
 	}
 }

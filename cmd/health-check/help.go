@@ -18,13 +18,15 @@ Targets (the URL's scheme picks the check):
   tcp://host:port     healthy when a TCP connection opens
   tls://host:port     healthy when the TLS handshake and verification succeed
 
-Flags (each can also be set by the environment variable in brackets; a flag on the command line wins):
+Flags (each can also be set by the environment variable in brackets; a flag on the command line wins,
+and a URL on the command line replaces every target variable):
 `
 
 const helpFooter = `
 Exit codes: 0 healthy, 1 unhealthy (the endpoint answered, not healthily), 3 unreachable (DNS, connect,
-TLS, or -timeout ran out), 64 usage (bad flag, URL or value; certificate or key file missing,
-unreadable or mismatched). On failure, one line on stderr says what was checked and why.
+TLS, an answer that could not be read, or -timeout ran out), 64 usage (bad flag, URL or value;
+certificate or key file missing, unreadable or mismatched). On failure, one line on stderr says what
+was checked and why.
 
 Examples:
   # Kubernetes exec probe against an HTTPS endpoint that requires a client certificate:

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -35,7 +36,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		writeHelp(stdout)
 		return probe.ExitHealthy
 	case err != nil:
-		fmt.Fprintf(stderr, "usage: %s (see health-check -h)\n", err)
+		fmt.Fprintln(stderr, probe.UsageLine(err, "(see health-check -h)"))
 		return probe.ExitUsage
 	case opts.printVersion:
 		fmt.Fprintf(stdout, "health-check %s\n", version)
@@ -44,15 +45,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	config := opts.config
 	config.UserAgent = "health-check/" + version
 
-	watchdog := time.AfterFunc(config.Timeout+watchdogMargin, func() {
+	watchdog := time.AfterFunc(watchdogDelay(config.Timeout), func() {
 		fmt.Fprintf(stderr, "unreachable: no answer within -timeout %s (watchdog)\n", config.Timeout)
 		os.Exit(probe.ExitUnreachable)
 	})
 	defer watchdog.Stop()
 
-	if config.TLS.Insecure {
-		fmt.Fprintln(stderr, "warning: -insecure: the server's certificate is not verified")
-	}
 	var verbose io.Writer
 	if opts.verbose {
 		verbose = stderr
@@ -66,4 +64,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, line)
 	}
 	return report.Result.ExitCode()
+}
+
+// watchdogDelay is -timeout plus the watchdog's margin, saturated: -timeout is bounded by
+// probe.MaxTimeout, but an overflow here would fire the watchdog at once, so it must never wrap.
+func watchdogDelay(timeout time.Duration) time.Duration {
+	if timeout > math.MaxInt64-watchdogMargin {
+		return math.MaxInt64
+	}
+	return timeout + watchdogMargin
 }

@@ -125,6 +125,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "healthy with the original tool's flags", args: []string{"-statusPort", plainPort, "-path", "healthz", "-retry", "0"}, wantCode: 0},
 		{name: "healthy from the environment", env: []string{"HEALTH_CHECK_URL=" + srv.URL + "/healthz", "HEALTH_CHECK_CACERT=" + caFile,
 			"HEALTH_CHECK_CERT=" + certFile, "HEALTH_CHECK_KEY=" + keyFile}, wantCode: 0},
+		{name: "healthy: the command line's URL replaces HEALTH_CHECK_URL", env: []string{"HEALTH_CHECK_URL=http://127.0.0.1:1/"},
+			args: []string{plain.URL + "/healthz"}, wantCode: 0},
 		{name: "unhealthy", args: append(mTLS, srv.URL+"/down"), wantCode: 1,
 			wantStderr: "unhealthy: GET " + srv.URL + "/down: 503 Service Unavailable (want 200-399) after 2 attempts"},
 		{name: "unreachable: refused", args: []string{"-retry", "0", "https://127.0.0.1:1/healthz"}, wantCode: 3,
@@ -139,6 +141,8 @@ func TestExitCodes(t *testing.T) {
 		{name: "usage: bad URL", args: []string{"ftp://x/"}, wantCode: 64, wantStderr: `unknown scheme "ftp"`},
 		{name: "usage: missing key file", args: []string{"-cert", certFile, "-key", dir + "/nope.key", srv.URL}, wantCode: 64,
 			wantStderr: "usage: GET " + srv.URL + ": read client key: open " + dir + "/nope.key: no such file or directory"},
+		{name: "usage: a timeout whose watchdog would overflow", args: []string{"-timeout", "2562047h47m16.7s", plain.URL}, wantCode: 64,
+			wantStderr: "usage: -timeout 2562047h47m16.7s is longer than the maximum, 24h0m0s"},
 		{name: "usage: bad variable", env: []string{"HEALTH_CHECK_TIMEOUT=forever"}, args: []string{srv.URL}, wantCode: 64,
 			wantStderr: "HEALTH_CHECK_TIMEOUT"},
 	}
@@ -175,13 +179,28 @@ func TestVersionAndVerbose(t *testing.T) {
 	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (")
 }
 
-// TestInsecureWarns: -insecure works, and says on stderr that it skipped verification.
-func TestInsecureWarns(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+// TestInsecure: -insecure works and stays silent on success; a failure says, in its one line, that the
+// certificate was not verified, and so does -v.
+func TestInsecure(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
 	t.Cleanup(srv.Close)
 	result := runProbe(t, nil, "-insecure", srv.URL)
 	assert.Equal(t, 0, result.code)
-	assert.Equal(t, "warning: -insecure: the server's certificate is not verified\n", result.stderr)
+	assert.Empty(t, result.stderr, "silent on success")
+
+	result = runProbe(t, nil, "-insecure", "-retry", "0", srv.URL+"/down")
+	assert.Equal(t, 1, result.code)
+	assert.Equal(t, "unhealthy: GET "+srv.URL+"/down: 503 Service Unavailable (want 200-399) (-insecure: the server's certificate was not verified)\n",
+		result.stderr, "one line")
+
+	result = runProbe(t, nil, "-insecure", "-v", srv.URL)
+	assert.Equal(t, 0, result.code)
+	assert.Contains(t, result.stderr, "-insecure: the server's certificate is not verified\n")
+	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (-insecure: the server's certificate was not verified) (")
 }
 
 // TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
