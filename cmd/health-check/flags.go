@@ -182,24 +182,24 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
 
 // targetVariablesReplaced are the target-building variables that the command line's own target makes
-// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict.
-// A URL on the command line (the argument or -url) replaces them all. The original tool's flags replace
-// HEALTH_CHECK_URL and otherwise win one by one, like every flag: HEALTH_CHECK_STATUS_PORT shared by
-// a liveness probe with -path /livez and a readiness probe with -path /readyz keeps working.
+// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict,
+// nor quietly into a target that is half the block's: a target on the command line (the argument,
+// -url, or any of the original tool's flags) replaces them all, as DESIGN.md's contract says. A
+// probe that names only -path on its command line therefore gets localhost's default port, not a
+// HEALTH_CHECK_STATUS_PORT from the block: its command line says the whole target.
 func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
-	if f.NArg() > 0 || set["url"] {
-		replaced := map[string]bool{"url": true}
-		for _, name := range legacyFlags {
-			replaced[name] = true
-		}
-		return replaced
-	}
+	onCommandLine := f.NArg() > 0 || set["url"]
 	for _, name := range legacyFlags {
-		if set[name] {
-			return map[string]bool{"url": true}
-		}
+		onCommandLine = onCommandLine || set[name]
 	}
-	return nil
+	if !onCommandLine {
+		return nil
+	}
+	replaced := map[string]bool{"url": true}
+	for _, name := range legacyFlags {
+		replaced[name] = true
+	}
+	return replaced
 }
 
 func (f *flagSet) target(set map[string]bool) (*url.URL, error) {

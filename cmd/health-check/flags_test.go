@@ -73,11 +73,14 @@ func TestParseOptions(t *testing.T) {
 		{name: "the command line's URL replaces every original-flag variable", args: []string{"https://app:8443/ready"},
 			env:   map[string]string{"HEALTH_CHECK_SCHEME": "http", "HEALTH_CHECK_HOST": "db", "HEALTH_CHECK_STATUS_PORT": "1", "HEALTH_CHECK_PATH": "/x"},
 			check: func(t *testing.T, o *options) { assert.Equal(t, "https://app:8443/ready", o.config.Target.String()) }},
-		{name: "a shared port variable with each probe's own -path", args: []string{"-path", "/livez"},
-			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/readyz"},
+		{name: "the original flags on the command line replace every target variable", args: []string{"-statusPort", "8080", "-path", "/livez"},
+			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/readyz", "HEALTH_CHECK_SCHEME": "https", "HEALTH_CHECK_HOST": "db"},
 			check: func(t *testing.T, o *options) {
-				assert.Equal(t, "http://localhost:9000/livez", o.config.Target.String())
+				assert.Equal(t, "http://localhost:8080/livez", o.config.Target.String())
 			}},
+		{name: "-path alone on the command line does not take the block's port", args: []string{"-path", "/livez"},
+			env:     map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000"},
+			wantErr: "no target: give a URL, or -statusPort"},
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {

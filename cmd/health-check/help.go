@@ -19,7 +19,7 @@ Targets (the URL's scheme picks the check):
   tls://host:port     healthy when the TLS handshake and verification succeed
 
 Flags (each can also be set by the environment variable in brackets; a flag on the command line wins,
-and a URL on the command line replaces every target variable):
+and a target on the command line, as a URL or the original flags, replaces every target variable):
 `
 
 const helpFooter = `
