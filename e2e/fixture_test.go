@@ -53,8 +53,10 @@ type fixture struct {
 	appImage string
 	// probeImage is the product image: the probe's layer alone.
 	probeImage string
-	certs      *testutil.MTLSFiles
-	tmp        string
+	// serverBinary is the test server for the engine's architecture, static like the probe.
+	serverBinary string
+	certs        *testutil.MTLSFiles
+	tmp          string
 }
 
 var (
@@ -137,6 +139,7 @@ func (f *fixture) build(ctx context.Context, arch string) error {
 	if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Arch: arch, Package: testServerPackage}, server); err != nil {
 		return err
 	}
+	f.serverBinary = server
 	probeBytes, err := os.ReadFile(probe)
 	if err != nil {
 		return err
@@ -242,9 +245,15 @@ func (f *fixture) hardened() []string {
 // waits until the server listens. extra flags go before the image.
 func (f *fixture) startApp(t *testing.T, purpose string, extra ...string) string {
 	t.Helper()
+	return f.startContainer(t, f.appImage, purpose, extra...)
+}
+
+// startContainer is startApp for any image whose entrypoint is the test server.
+func (f *fixture) startContainer(t *testing.T, image, purpose string, extra ...string) string {
+	t.Helper()
 	name := fmt.Sprintf("health-check-e2e-%s-%s", f.runID, purpose)
 	args := append([]string{"run", "-d", "--name", name}, f.hardened()...)
-	args = append(append(args, extra...), f.appImage)
+	args = append(append(args, extra...), image)
 	docker(t, args...)
 	t.Cleanup(func() {
 		if t.Failed() {
