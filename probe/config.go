@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
 // Defaults of the health-check command, kept here so that the command, its help and the tests agree.
@@ -29,7 +32,7 @@ const (
 
 // Config is one check: what to check, how, and within which time.
 type Config struct {
-	// Target is the endpoint; its scheme picks the checker (see Schemes).
+	// Target is the endpoint; its scheme picks the checker (see schemeNames).
 	Target *url.URL
 	// UnixSocket, when set, is dialled instead of the target's host and port.
 	UnixSocket string
@@ -58,8 +61,8 @@ const (
 	methodHead = "HEAD"
 )
 
-// Schemes are the target schemes, each with the checker it selects.
-var Schemes = []string{"http", "https", "grpc", "grpcs", "tcp", "tls"}
+// schemeNames are the target schemes, each with the checker it selects.
+var schemeNames = []string{"http", "https", "grpc", "grpcs", "tcp", "tls"}
 
 // usesTLS reports whether a scheme speaks TLS.
 func usesTLS(scheme string) bool {
@@ -85,10 +88,10 @@ func ParseTarget(raw string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	if u.Scheme == "" {
-		return nil, bad("no scheme (want one of %s)", strings.Join(Schemes, ", "))
+		return nil, bad("no scheme (want one of %s)", strings.Join(schemeNames, ", "))
 	}
 	if !isKnownScheme(u.Scheme) {
-		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, strings.Join(Schemes, ", "))
+		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, strings.Join(schemeNames, ", "))
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return nil, bad("no host")
@@ -124,7 +127,7 @@ func ParseTarget(raw string) (*url.URL, error) {
 func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 	scheme = strings.ToLower(scheme)
 	if !isKnownScheme(scheme) {
-		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, strings.Join(Schemes, ", "))
+		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, strings.Join(schemeNames, ", "))
 	}
 	if host == "" {
 		return nil, usageErrorf("empty -host")
@@ -154,7 +157,7 @@ func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 }
 
 func isKnownScheme(scheme string) bool {
-	for _, s := range Schemes {
+	for _, s := range schemeNames {
 		if s == scheme {
 			return true
 		}
@@ -334,8 +337,8 @@ func (c *Config) Validate() error {
 		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
 	}
 	// The request goes out whole, before the server could grant more than HTTP/2's initial window.
-	if n := len(EncodeHealthCheckRequest(c.GRPCService)); n > h2InitialWindow {
-		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2InitialWindow)
+	if n := len(grpchealth.EncodeRequest(c.GRPCService)); n > h2.InitialSendWindow {
+		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2.InitialSendWindow)
 	}
 	if !usesTLS(scheme) {
 		if flag := c.TLS.firstSet(); flag != "" {

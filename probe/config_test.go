@@ -8,13 +8,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
 // requireUsageError checks that err is a usage error whose message contains want.
 func requireUsageError(t *testing.T, err error, want string) {
 	t.Helper()
 	require.Error(t, err)
-	assert.True(t, IsUsage(err), "%v is a usage error", err)
+	assert.True(t, isUsage(err), "%v is a usage error", err)
 	assert.Contains(t, err.Error(), want)
 }
 
@@ -314,7 +316,7 @@ func TestQueryIsRedacted(t *testing.T) {
 
 func TestValidateRejectsAServiceNameOverOneHTTP2Window(t *testing.T) {
 	c := testConfig(t, "grpc://localhost:9090")
-	c.GRPCService = strings.Repeat("s", h2InitialWindow)
+	c.GRPCService = strings.Repeat("s", h2.InitialSendWindow)
 	requireUsageError(t, c.Validate(), "-service of 65535 bytes is too long")
 	c.Retries = 3
 	report := run(c)

@@ -24,10 +24,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 	"github.com/health-check-proxy/health-check-proxy/probe"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 )
 
 // grpcTestTimeout bounds each run against a server that answers; it is generous so that a loaded CI
@@ -444,146 +444,6 @@ func frame(message []byte) []byte {
 	return append(out, message...)
 }
 
-var serviceNames = []struct {
-	name    string
-	service string
-}{
-	{"empty (the whole server)", ""},
-	{"ascii", "grpc.health.v1.Health"},
-	{"one byte", "x"},
-	{"127 bytes, the longest one-byte length", strings.Repeat("a", 127)},
-	{"128 bytes, a two-byte length", strings.Repeat("b", 128)},
-	{"300 bytes", strings.Repeat("package.Service/", 18) + "abcdefghijkl"},
-	{"17000 bytes, a three-byte length", strings.Repeat("c", 17000)},
-	{"unicode", "сервис.健康/✓"},
-}
-
-func TestEncodeHealthCheckRequestMatchesProtobuf(t *testing.T) {
-	for _, tt := range serviceNames {
-		t.Run(tt.name, func(t *testing.T) {
-			want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: tt.service})
-			require.NoError(t, err)
-			got := probe.EncodeHealthCheckRequest(tt.service)
-			require.GreaterOrEqual(t, len(got), 5)
-			assert.Equal(t, byte(0), got[0], "compressed flag")
-			assert.Equal(t, uint32(len(got)-5), binary.BigEndian.Uint32(got[1:5]), "length prefix")
-			assert.Equal(t, want, got[5:], "message bytes")
-
-			var decoded healthpb.HealthCheckRequest
-			require.NoError(t, proto.Unmarshal(got[5:], &decoded))
-			assert.Equal(t, tt.service, decoded.GetService())
-		})
-	}
-}
-
-func TestDecodeHealthCheckResponseMatchesProtobuf(t *testing.T) {
-	statuses := []healthpb.HealthCheckResponse_ServingStatus{
-		healthpb.HealthCheckResponse_UNKNOWN,
-		healthpb.HealthCheckResponse_SERVING,
-		healthpb.HealthCheckResponse_NOT_SERVING,
-		healthpb.HealthCheckResponse_SERVICE_UNKNOWN,
-		7,  // a value a newer health.proto might add
-		-1, // negative enums are 10-byte varints
-	}
-	for _, status := range statuses {
-		t.Run(status.String(), func(t *testing.T) {
-			message, err := proto.Marshal(&healthpb.HealthCheckResponse{Status: status})
-			require.NoError(t, err)
-			got, err := probe.DecodeHealthCheckResponse(frame(message))
-			require.NoError(t, err)
-			assert.Equal(t, int32(status), int32(got))
-			if status >= 0 && status <= 3 {
-				assert.Equal(t, status.String(), got.String())
-			}
-		})
-	}
-	t.Run("names of the probe's constants", func(t *testing.T) {
-		assert.Equal(t, healthpb.HealthCheckResponse_SERVING.String(), probe.StatusServing.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING.String(), probe.StatusNotServing.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_SERVICE_UNKNOWN.String(), probe.StatusServiceUnknown.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_UNKNOWN.String(), probe.StatusUnknown.String())
-		assert.Equal(t, "ServingStatus(7)", probe.ServingStatus(7).String())
-	})
-}
-
-func TestDecodeHealthCheckResponseSkipsUnknownFields(t *testing.T) {
-	status := func(b []byte, v uint64) []byte {
-		return protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.VarintType), v)
-	}
-	unknown := func(b []byte) []byte {
-		b = protowire.AppendVarint(protowire.AppendTag(b, 2, protowire.VarintType), 1<<40)
-		b = protowire.AppendFixed64(protowire.AppendTag(b, 3, protowire.Fixed64Type), 0x0a01020304050607)
-		b = protowire.AppendBytes(protowire.AppendTag(b, 4, protowire.BytesType), []byte{0x08, 0x02, 0x0a})
-		b = protowire.AppendFixed32(protowire.AppendTag(b, 5, protowire.Fixed32Type), 0x08020802)
-		b = protowire.AppendVarint(protowire.AppendTag(b, protowire.MaxValidNumber, protowire.VarintType), 2)
-		return b
-	}
-	tests := []struct {
-		name    string
-		message []byte
-		want    probe.ServingStatus
-	}{
-		{"unknown fields before the status", status(unknown(nil), 1), probe.StatusServing},
-		{"unknown fields after the status", unknown(status(nil, 2)), probe.StatusNotServing},
-		{"only unknown fields", unknown(nil), probe.StatusUnknown},
-		{"status repeated: the last wins", status(status(nil, 2), 1), probe.StatusServing},
-		{"non-minimal varint", []byte{0x08, 0x81, 0x80, 0x00}, probe.StatusServing},
-		{"empty message", nil, probe.StatusUnknown},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var want healthpb.HealthCheckResponse
-			require.NoError(t, proto.Unmarshal(tt.message, &want), "the test's message must be valid protobuf")
-			require.Equal(t, int32(tt.want), int32(want.GetStatus()), "protobuf disagrees with the test")
-			got, err := probe.DecodeHealthCheckResponse(frame(tt.message))
-			require.NoError(t, err)
-			assert.Equal(t, tt.want, got)
-		})
-	}
-}
-
-func TestDecodeHealthCheckResponseRejectsMalformed(t *testing.T) {
-	long := make([]byte, 5+5000)
-	binary.BigEndian.PutUint32(long[1:5], 5000)
-	tests := []struct {
-		name    string
-		frame   []byte
-		wantErr string
-	}{
-		{"nothing", nil, "shorter than its 5-byte prefix"},
-		{"four bytes", []byte{0, 0, 0, 0}, "shorter than its 5-byte prefix"},
-		{"compressed", []byte{1, 0, 0, 0, 2, 0x08, 0x01}, "compressed"},
-		{"prefix longer than the message", []byte{0, 0, 0, 0, 3, 0x08, 0x01}, "prefix says 3"},
-		{"prefix shorter than the message", []byte{0, 0, 0, 0, 1, 0x08, 0x01}, "prefix says 1"},
-		{"two messages", []byte{0, 0, 0, 0, 2, 0x08, 0x01, 0, 0, 0, 0, 2, 0x08, 0x01}, "prefix says 2"},
-		{"huge prefix", []byte{0, 0xff, 0xff, 0xff, 0xff}, "too long"},
-		{"message over the limit", long, "too long"},
-		{"truncated key", frame([]byte{0x88}), "bad field key"},
-		{"field number 0", frame([]byte{0x00, 0x01}), "field number 0"},
-		{"field number 2^29, one past the largest", frame(protowire.AppendVarint(protowire.AppendVarint(nil, 1<<29<<3), 1)), "field number 536870912"},
-		{"wire type 3 (group start)", frame([]byte{0x0b}), "wire type 3"},
-		{"wire type 4 (group end)", frame([]byte{0x0c}), "wire type 4"},
-		{"wire type 6", frame([]byte{0x0e, 0x01}), "wire type 6"},
-		{"wire type 7", frame([]byte{0x0f, 0x01}), "wire type 7"},
-		{"truncated status varint", frame([]byte{0x08}), "bad varint"},
-		{"truncated status varint continuation", frame([]byte{0x08, 0x80}), "bad varint"},
-		{"varint over 64 bits", frame([]byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}), "bad varint"},
-		{"truncated fixed64", frame([]byte{0x11, 1, 2, 3}), "truncated"},
-		{"truncated fixed32", frame([]byte{0x15, 1, 2}), "truncated"},
-		{"bytes longer than the message", frame([]byte{0x12, 0x05, 1, 2}), "bad length"},
-		{"bytes with a huge length", frame([]byte{0x12, 0xff, 0xff, 0xff, 0xff, 0x0f}), "bad length"},
-		{"status as bytes", frame([]byte{0x0a, 0x01, 0x01}), "status has wire type 2"},
-		{"status as fixed32", frame([]byte{0x0d, 1, 0, 0, 0}), "status has wire type 5"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := probe.DecodeHealthCheckResponse(tt.frame)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.wantErr)
-		})
-	}
-}
-
 // fakeH2Request is what a fake HTTP/2 server read from the probe.
 type fakeH2Request struct {
 	header   map[string]string
@@ -870,7 +730,7 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			assert.Equal(t, "trailers", req.header["te"])
 			assert.Equal(t, "health-check/test", req.header["user-agent"])
 			assert.Regexp(t, `^[0-9]{1,8}m$`, req.header["grpc-timeout"])
-			assert.Equal(t, probe.EncodeHealthCheckRequest("app.Service"), req.body)
+			assert.Equal(t, grpchealth.EncodeRequest("app.Service"), req.body)
 			assert.Equal(t, uint32(0), req.settings[http2.SettingEnablePush])
 		})
 	}

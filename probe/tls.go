@@ -55,7 +55,7 @@ func (f TLSFiles) validate() error {
 }
 
 // Load reads the files and returns the client's TLS configuration. Any file that is missing,
-// unreadable, not PEM, or a key that does not match its certificate is a UsageError.
+// unreadable, not PEM, or a key that does not match its certificate is a usageError.
 func (f TLSFiles) Load() (*tls.Config, error) {
 	config := &tls.Config{
 		ServerName:         f.ServerName,
