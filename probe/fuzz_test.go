@@ -48,7 +48,7 @@ func FuzzParseTarget(f *testing.F) {
 
 func checkTarget(t *testing.T, raw, scheme, host, port string, hasUser bool) {
 	t.Helper()
-	if !slices.Contains(schemeNames, scheme) {
+	if lookupScheme(scheme) == nil {
 		t.Fatalf("ParseTarget(%q): unknown scheme %q accepted", raw, scheme)
 	}
 	if host == "" {

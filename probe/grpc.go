@@ -41,7 +41,7 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 		_ = conn.SetDeadline(deadline)
 	}
 	scheme := "http"
-	if c.Target.Scheme == "grpcs" {
+	if lookupScheme(c.Target.Scheme).tls {
 		scheme = "https"
 		if tlsConfig == nil {
 			tlsConfig = &tls.Config{}

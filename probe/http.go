@@ -104,7 +104,7 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
-	if target.Scheme == "https" {
+	if lookupScheme(target.Scheme).tls { // a redirect stays within its origin, so in http or https
 		tlsConn, err := handshake(ctx, conn, tlsConfig, target.Hostname(), "http/1.1", log)
 		if err != nil {
 			conn.Close()

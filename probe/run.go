@@ -77,8 +77,9 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 			fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
 		}
 	}
+	scheme := lookupScheme(c.Target.Scheme) // Validate knows it
 	var tlsConfig *tls.Config
-	if usesTLS(c.Target.Scheme) {
+	if scheme.tls {
 		var err error
 		// Read the files at every run: a rotated certificate is used from the next run on.
 		if tlsConfig, err = c.TLS.Load(); err != nil {
@@ -93,7 +94,7 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 	deadline := start.Add(c.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	check := c.checker()
+	check := scheme.check
 	var last outcome
 	attempts := 0
 	for attempts <= c.Retries {
@@ -132,19 +133,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (c *Config) checker() checker {
-	switch c.Target.Scheme {
-	case "http", "https":
-		return checkHTTP
-	case "grpc", "grpcs":
-		return checkGRPC
-	case "tls":
-		return checkTLS
-	default:
-		return checkTCP
-	}
-}
-
 // describe says what a run checks, for the failure line.
 func (c *Config) describe() string {
 	if c.Target == nil {
@@ -154,14 +142,18 @@ func (c *Config) describe() string {
 	if c.UnixSocket != "" {
 		via = " via unix:" + c.UnixSocket
 	}
-	switch c.Target.Scheme {
-	case "http", "https":
+	kind := kindConnection
+	if s := lookupScheme(c.Target.Scheme); s != nil {
+		kind = s.kind
+	}
+	switch kind {
+	case kindHTTP:
 		method := c.Method
 		if method == "" {
 			method = "GET"
 		}
 		return method + " " + redacted(c.Target) + via
-	case "grpc", "grpcs":
+	case kindGRPC:
 		return fmt.Sprintf("grpc.health.v1.Health/Check(%q) %s%s", c.GRPCService, redacted(c.Target), via)
 	default:
 		return redacted(c.Target) + via
