@@ -47,7 +47,7 @@ type Config struct {
 	// GRPCService is the service name sent in grpc.health.v1.HealthCheckRequest ("" is the server).
 	GRPCService string
 
-	TLS TLSFiles
+	TLS TLSOptions
 
 	Timeout    time.Duration // the whole run, all attempts included
 	Retries    int           // attempts after the first

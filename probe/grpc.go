@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -27,39 +26,73 @@ import (
 // answer, so it is unhealthy; a server that does not speak gRPC at all is unhealthy when it answers
 // HTTP/2 and unreachable when it cannot.
 //
-// It speaks HTTP/2 itself (h2.go), on one connection and on the calling goroutine: grpc:// is h2c with
-// prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
+// It speaks HTTP/2 itself (internal/h2), on one connection and on the calling goroutine: grpc:// is h2c
+// with prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	request := grpchealth.EncodeRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
-	conn, err := dial(ctx, c, address(c.Target), log)
+	conn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log)
 	if err != nil {
 		return unreachable(err)
 	}
-	defer conn.Close()
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		_ = conn.SetDeadline(deadline)
+	defer tcpConn.Close() // closing the TCP connection is enough: no close_notify
+	start := time.Now()
+	resp, err := callHealthCheck(ctx, c, conn)
+	if err != nil {
+		var reset *h2.ResetError
+		if errors.As(err, &reset) {
+			// The server took the call and refused it (REFUSED_STREAM) or gave up on it
+			// (INTERNAL_ERROR, CANCEL): an answer, like a gRPC error status, so unhealthy.
+			return unhealthy("the server reset the call: %s", h2.ErrorName(reset.Code))
+		}
+		return unreachable(explainTLSAlert(explainNotHTTP2(err)))
 	}
+	grpcStatus := h2.Get(resp.Header, "grpc-status")
+	if grpcStatus == "" {
+		grpcStatus = h2.Get(resp.Trailer, "grpc-status")
+	}
+	log("answer :status %s, grpc-status %s in %s", h2.Get(resp.Header, ":status"), cmp.Or(grpcStatus, "none"), since(start))
+	return judgeGRPC(resp)
+}
+
+// dialGRPC opens the connection of a gRPC check, with its deadline: for grpcs://, a TLS connection that
+// selected HTTP/2 by ALPN. tcpConn is the connection under it, for the caller to close.
+func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) (conn, tcpConn net.Conn, err error) {
+	tcpConn, err = dial(ctx, c, address(c.Target), log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = tcpConn.SetDeadline(deadline)
+	}
+	if !lookupScheme(c.Target.Scheme).tls {
+		return tcpConn, tcpConn, nil
+	}
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{}
+	}
+	tlsConn, err := handshake(ctx, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
+	if err != nil {
+		tcpConn.Close()
+		return nil, nil, explainTLSAlert(err)
+	}
+	if protocol := tlsConn.ConnectionState().NegotiatedProtocol; protocol != "h2" {
+		tcpConn.Close()
+		why := "it selected no protocol"
+		if protocol != "" {
+			why = fmt.Sprintf("it chose %q", protocol)
+		}
+		return nil, nil, fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %s", why)
+	}
+	return tlsConn, tcpConn, nil
+}
+
+// callHealthCheck sends the Check request on conn and reads the answer. When the request could not be
+// written, the error is the server's reason for closing, if it gave one in time.
+func callHealthCheck(ctx context.Context, c *Config, conn net.Conn) (*h2.Response, error) {
+	request := grpchealth.EncodeRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
 	scheme := "http"
 	if lookupScheme(c.Target.Scheme).tls {
 		scheme = "https"
-		if tlsConfig == nil {
-			tlsConfig = &tls.Config{}
-		}
-		tlsConn, err := handshake(ctx, conn, tlsConfig, c.Target.Hostname(), "h2", log)
-		if err != nil {
-			return unreachable(explainTLSAlert(err))
-		}
-		if protocol := tlsConn.ConnectionState().NegotiatedProtocol; protocol != "h2" {
-			why := "it selected no protocol"
-			if protocol != "" {
-				why = fmt.Sprintf("it chose %q", protocol)
-			}
-			return unreachable(fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %s", why))
-		}
-		conn = tlsConn // closing the TCP connection, deferred above, is enough: no close_notify
 	}
-
 	fields := []hpack.HeaderField{
 		{Name: ":method", Value: "POST"},
 		{Name: ":scheme", Value: scheme},
@@ -71,10 +104,9 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	if c.UserAgent != "" {
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: c.UserAgent})
 	}
-	if hasDeadline {
+	if deadline, ok := ctx.Deadline(); ok {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
 	}
-	start := time.Now()
 	client := h2.NewClient(conn)
 	writeErr := client.WriteRequest(fields, request)
 	if writeErr != nil {
@@ -83,26 +115,16 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 		awaitClosingReason(ctx, conn)
 	}
 	resp, err := client.ReadResponse(grpchealth.MaxMessageBytes + grpchealth.PrefixBytes)
-	if err != nil {
-		if writeErr != nil && !informative(err) {
-			err = writeErr
-		}
-		var reset *h2.ResetError
-		if errors.As(err, &reset) {
-			// The server took the call and refused it (REFUSED_STREAM) or gave up on it
-			// (INTERNAL_ERROR, CANCEL): an answer, like a gRPC error status, so unhealthy.
-			return unhealthy("the server reset the call: %s", h2.ErrorName(reset.Code))
-		}
-		return unreachable(explainTLSAlert(explainNotHTTP2(err)))
+	if err != nil && writeErr != nil && !informative(err) {
+		err = writeErr
 	}
+	return resp, err
+}
 
-	status := h2.Get(resp.Header, ":status")
-	grpcStatus := h2.Get(resp.Header, "grpc-status")
-	if grpcStatus == "" {
-		grpcStatus = h2.Get(resp.Trailer, "grpc-status")
-	}
-	log("answer :status %s, grpc-status %s in %s", status, cmp.Or(grpcStatus, "none"), since(start))
-	if status != "200" {
+// judgeGRPC is the verdict on an HTTP/2 answer to the Check call: HTTP status, content-type,
+// grpc-status, then the message.
+func judgeGRPC(resp *h2.Response) outcome {
+	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return unhealthy("not a gRPC server: HTTP %s", httpStatus(status))
 	}
 	if ct := h2.Get(resp.Header, "content-type"); !grpchealth.IsContentType(ct) {
@@ -131,20 +153,6 @@ func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 	return healthy("status SERVING")
 }
 
-// alertWait bounds how long a check waits, after a failed write, for the reason the server closed.
-const alertWait = 50 * time.Millisecond
-
-// awaitClosingReason lets the next read on conn wait alertWait at most, and never past ctx's deadline:
-// after a failed write, the server's reason for closing (a TLS alert, an HTTP/1 answer) is either
-// already there or not coming.
-func awaitClosingReason(ctx context.Context, conn net.Conn) {
-	wait := time.Now().Add(alertWait)
-	if deadline, ok := ctx.Deadline(); ok && deadline.Before(wait) {
-		wait = deadline
-	}
-	_ = conn.SetReadDeadline(wait)
-}
-
 // informative reports whether err, read after a write failed, says more than the write's error: a TLS
 // alert, an answer that is not HTTP/2, a GOAWAY, a closed connection. A reset or a timeout does not.
 func informative(err error) bool {
@@ -165,19 +173,6 @@ func explainNotHTTP2(err error) error {
 		return errors.New("the server speaks TLS, not h2c (use grpcs://)")
 	}
 	return errors.New("not a gRPC server: " + notHTTP2.Reason)
-}
-
-// explainTLSAlert words a TLS alert from the server, which ends the connection: in the handshake, or
-// after it in TLS 1.3, where a server rejects our client certificate only once the handshake is over.
-func explainTLSAlert(err error) error {
-	var opErr *net.OpError
-	if !errors.As(err, &opErr) || opErr.Op != "remote error" {
-		return err
-	}
-	if strings.HasSuffix(opErr.Error(), "no application protocol") {
-		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
-	}
-	return fmt.Errorf("the server closed the connection: %w", opErr)
 }
 
 // httpStatus is an HTTP/2 :status with the reason phrase that HTTP/2 no longer sends, for the statuses

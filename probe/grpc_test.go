@@ -215,7 +215,7 @@ func TestGRPCSMutualTLS(t *testing.T) {
 	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
 	_, port, err := net.SplitHostPort(server.Addr)
 	require.NoError(t, err)
-	withClientCert := probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile}
+	withClientCert := probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile}
 
 	// An HTTPS server with HTTP/2 that is not gRPC: every path is 404.
 	notGRPC := httptest.NewUnstartedServer(http.NotFoundHandler())
@@ -228,7 +228,7 @@ func TestGRPCSMutualTLS(t *testing.T) {
 		name        string
 		url         string
 		service     string
-		tls         probe.TLSFiles
+		tls         probe.TLSOptions
 		want        probe.Result
 		wantLine    []string
 		wantVerbose []string
@@ -237,27 +237,27 @@ func TestGRPCSMutualTLS(t *testing.T) {
 			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=grpc server"`, "ALPN h2", "SERVING"}},
 		{name: "client certificate, by DNS name", url: "grpcs://localhost:" + port, tls: withClientCert, want: probe.Healthy},
 		{name: "server name overrides the host", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "grpc.test"},
+			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "grpc.test"},
 			want: probe.Healthy},
 		{name: "client certificate, NOT_SERVING", url: "grpcs://" + server.Addr, service: "app.NotServing", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "grpc.health.v1.Health/Check", "status NOT_SERVING"}},
 		{name: "client certificate, unknown service", url: "grpcs://" + server.Addr, service: "nope", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND"}},
-		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSFiles{CACert: files.caFile},
+		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSOptions{CACert: files.caFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: certificate required"}},
 		{name: "client certificate from a foreign CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey},
+			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: unknown certificate authority"}},
 		{name: "server certificate from an unknown CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.foreignCAFile, Cert: files.certFile, Key: files.keyFile},
+			tls:  probe.TLSOptions{CACert: files.foreignCAFile, Cert: files.certFile, Key: files.keyFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "certificate signed by unknown authority"}},
 		{name: "server name not in the certificate", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "other.test"},
+			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "other.test"},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "other.test"}},
 		{name: "plain gRPC client against the TLS server", url: "grpc://" + server.Addr,
 			want: probe.Unreachable, wantLine: []string{"unreachable: "}},
 		{name: "HTTPS server with h2 that is not gRPC", url: "grpcs://" + notGRPC.Listener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: files.caFile},
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "not a gRPC server: HTTP 404 Not Found"}},
 		{name: "nothing listening", url: "grpcs://" + closedPort(t), tls: withClientCert,
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "connection refused"}},
@@ -285,7 +285,7 @@ func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
 	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
 	for range 5 {
 		config := grpcConfig(t, "grpcs://"+server.Addr)
-		config.TLS = probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey}
+		config.TLS = probe.TLSOptions{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey}
 		config.GRPCService = strings.Repeat("s", 60000)
 		report := probe.Run(context.Background(), config, nil)
 		assert.Equal(t, probe.Unreachable, report.Result, report.Detail)
@@ -325,17 +325,17 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 	tests := []struct {
 		name     string
 		url      string
-		tls      probe.TLSFiles
+		tls      probe.TLSOptions
 		want     probe.Result
 		wantLine []string
 	}{
 		{name: "HTTP/1 server on grpc://", url: "grpc://" + http1.Listener.Addr().String(),
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 200 OK", not HTTP/2`}},
 		{name: "HTTPS server without h2 on grpcs://", url: "grpcs://" + http1TLS.Listener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: files.caFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2)"}},
 		{name: "TLS server that ignores ALPN on grpcs://", url: "grpcs://" + noALPNListener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: files.caFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): it selected no protocol"}},
 		{name: "h2c server that answers text/plain", url: "grpc://" + h2cText,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", `not a gRPC server: content-type "text/plain"`}},
@@ -374,12 +374,12 @@ func TestGRPCBlackHole(t *testing.T) {
 	tests := []struct {
 		name    string
 		url     string
-		tls     probe.TLSFiles
+		tls     probe.TLSOptions
 		retries int
 	}{
 		{name: "grpc", url: "grpc://" + hole},
 		{name: "grpc with retries", url: "grpc://" + hole, retries: 3},
-		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSFiles{CACert: files.caFile}},
+		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSOptions{CACert: files.caFile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,8 +61,8 @@ func (p *pki) mTLSConfig(server *testutil.Leaf) *tls.Config {
 }
 
 // clientFiles is the probe's TLS configuration with the test CA and client certificate.
-func (p *pki) clientFiles() TLSFiles {
-	return TLSFiles{CACert: p.caFile, Cert: p.clientCert, Key: p.clientKey}
+func (p *pki) clientFiles() TLSOptions {
+	return TLSOptions{CACert: p.caFile, Cert: p.clientCert, Key: p.clientKey}
 }
 
 // startMTLS serves handler over TLS that requires the test CA's client certificates.

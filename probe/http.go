@@ -213,25 +213,6 @@ func sameOriginRedirect(resp *http1.Response, current, origin *url.URL, log logf
 	return next, nil, nil
 }
 
-// handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
-// configuration names another, and offering one ALPN protocol when alpn is not empty.
-func handshake(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, serverName, alpn string, log logf) (*tls.Conn, error) {
-	config := tlsConfig.Clone()
-	if config.ServerName == "" {
-		config.ServerName = serverName
-	}
-	if alpn != "" {
-		config.NextProtos = []string{alpn}
-	}
-	tlsConn := tls.Client(conn, config)
-	start := time.Now()
-	if err := tlsConn.HandshakeContext(ctx); err != nil {
-		return nil, err
-	}
-	log("TLS handshake in %s: %s", since(start), describeConnection(tlsConn.ConnectionState()))
-	return tlsConn, nil
-}
-
 // readUpTo reads at most limit bytes of r, and what the body's budget allows: what lies past it is past
 // what we look at, not an error.
 func readUpTo(r io.Reader, limit int64) ([]byte, error) {
@@ -249,10 +230,4 @@ func quoteBody(body []byte) string {
 		return ""
 	}
 	return ": " + strconv.QuoteToGraphic(sanitize(string(body), bodySnippetBytes))
-}
-
-// isTimeout reports whether err is a deadline running out.
-func isTimeout(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
 }

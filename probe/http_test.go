@@ -135,7 +135,7 @@ func TestHTTPChecks(t *testing.T) {
 			inLine: []string{"500"}, notInLine: []string{"\x1b", "\r", "\n", "\x00"}},
 		{name: "nothing listening", url: "https://" + closedPort(t) + "/healthz", want: Unreachable, inLine: []string{"connection refused"}},
 		{name: "plain http to a TLS server", url: "http://" + host + "/healthz", want: Unhealthy, inLine: []string{"400"},
-			configure: func(c *Config) { c.TLS = TLSFiles{} }},
+			configure: func(c *Config) { c.TLS = TLSOptions{} }},
 		{name: "unknown host", url: "https://no-such-host.invalid/healthz", want: Unreachable, inLine: []string{"no-such-host.invalid"}},
 	}
 	for _, tt := range tests {

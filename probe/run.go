@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -204,30 +203,6 @@ func RedactURL(raw string) string {
 		raw = raw[:start] + "…" + raw[start+at:]
 	}
 	return raw
-}
-
-// dial opens the connection of one attempt: the unix socket when one is configured, else TCP to addr.
-//
-// Unlike the kubelet's probe dialer, it sets no SO_LINGER. The kubelet's probes all leave their
-// sockets in the node's network namespace, thousands a minute; ours run inside the pod, one connection
-// a period. And with a linger time, Close waits for the server to acknowledge our FIN — up to a
-// delayed ACK, about 12 ms measured against grpc-go — in a process that is about to exit anyway.
-func dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
-	network := "tcp"
-	if c.UnixSocket != "" {
-		network, addr = "unix", c.UnixSocket
-	}
-	start := time.Now()
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	log("connected to %s %s in %s", network, conn.RemoteAddr(), since(start))
-	return conn, nil
-}
-
-func since(t time.Time) string {
-	return time.Since(t).Round(10 * time.Microsecond).String()
 }
 
 // errorText is an error's message for the failure line; a deadline running out reads as "timed out",

@@ -52,20 +52,20 @@ func TestTLSFileErrors(t *testing.T) {
 	target := "https://" + closedPort(t) + "/healthz"
 	tests := []struct {
 		name   string
-		files  TLSFiles
+		files  TLSOptions
 		inLine []string
 	}{
-		{name: "missing CA file", files: TLSFiles{CACert: missing}, inLine: []string{"read CA file", missing, "no such file"}},
-		{name: "CA file that is a directory", files: TLSFiles{CACert: unreadable}, inLine: []string{"read CA file", unreadable}},
-		{name: "garbage CA file", files: TLSFiles{CACert: garbage}, inLine: []string{"CA file " + garbage + " holds no PEM certificate"}},
-		{name: "missing client certificate", files: TLSFiles{Cert: missing, Key: p.clientKey}, inLine: []string{"read client certificate", missing}},
-		{name: "missing client key", files: TLSFiles{Cert: p.clientCert, Key: missing}, inLine: []string{"read client key", missing}},
-		{name: "garbage client certificate", files: TLSFiles{Cert: garbage, Key: p.clientKey}, inLine: []string{garbage}},
-		{name: "key that does not match the certificate", files: TLSFiles{Cert: p.clientCert, Key: otherKey},
+		{name: "missing CA file", files: TLSOptions{CACert: missing}, inLine: []string{"read CA file", missing, "no such file"}},
+		{name: "CA file that is a directory", files: TLSOptions{CACert: unreadable}, inLine: []string{"read CA file", unreadable}},
+		{name: "garbage CA file", files: TLSOptions{CACert: garbage}, inLine: []string{"CA file " + garbage + " holds no PEM certificate"}},
+		{name: "missing client certificate", files: TLSOptions{Cert: missing, Key: p.clientKey}, inLine: []string{"read client certificate", missing}},
+		{name: "missing client key", files: TLSOptions{Cert: p.clientCert, Key: missing}, inLine: []string{"read client key", missing}},
+		{name: "garbage client certificate", files: TLSOptions{Cert: garbage, Key: p.clientKey}, inLine: []string{garbage}},
+		{name: "key that does not match the certificate", files: TLSOptions{Cert: p.clientCert, Key: otherKey},
 			inLine: []string{p.clientCert, otherKey, "does not match"}},
-		{name: "certificate without a key", files: TLSFiles{Cert: p.clientCert}, inLine: []string{"-cert " + p.clientCert + " needs -key"}},
-		{name: "key without a certificate", files: TLSFiles{Key: p.clientKey}, inLine: []string{"-key " + p.clientKey + " needs -cert"}},
-		{name: "certificate given as the key", files: TLSFiles{Cert: p.clientCert, Key: p.clientCert}, inLine: []string{p.clientCert}},
+		{name: "certificate without a key", files: TLSOptions{Cert: p.clientCert}, inLine: []string{"-cert " + p.clientCert + " needs -key"}},
+		{name: "key without a certificate", files: TLSOptions{Key: p.clientKey}, inLine: []string{"-key " + p.clientKey + " needs -cert"}},
+		{name: "certificate given as the key", files: TLSOptions{Cert: p.clientCert, Key: p.clientCert}, inLine: []string{p.clientCert}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

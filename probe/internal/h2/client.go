@@ -119,12 +119,16 @@ type Client struct {
 	r       *bufio.Reader // large enough for a frame, which Peek reads without a copy
 	pending []byte        // acknowledgements to write before the next read that would wait
 	dec     *hpack.Decoder
-	// The header block being decoded, and whether it is ours, over its limit, or broken.
-	block     []hpack.HeaderField
-	blockSize int
-	keep      bool
-	tooLarge  bool
-	goAway    string // the GOAWAY the server sent, for the error when it then closes
+	// The header block being decoded: whether one awaits its CONTINUATION, its stream, whether its
+	// HEADERS ended the stream, its fields when it is ours, its size, and whether it is over its limit.
+	inBlock     bool
+	blockStream uint32
+	blockEnds   bool
+	block       []hpack.HeaderField
+	blockSize   int
+	keep        bool
+	tooLarge    bool
+	goAway      string // the GOAWAY the server sent, for the error when it then closes
 }
 
 // NewClient is the client side of conn, which carries nothing yet: WriteRequest writes the preface.
@@ -207,13 +211,7 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 // ResetError, and protocol errors.
 func (c *Client) ReadResponse(maxBody int) (*Response, error) {
 	resp := &Response{}
-	first := true
-	var (
-		inBlock     bool   // a header block on blockStream awaits its CONTINUATION
-		blockStream uint32 // the stream of that header block
-		blockEnds   bool   // the HEADERS that started it had END_STREAM
-	)
-	for {
+	for first := true; ; first = false {
 		typ, flags, stream, payload, err := c.readFrame(first)
 		if err != nil {
 			return resp, c.explainEOF(err, resp)
@@ -221,138 +219,189 @@ func (c *Client) ReadResponse(maxBody int) (*Response, error) {
 		if first && typ != frameSettings {
 			return resp, &NotHTTP2Error{Reason: fmt.Sprintf("its answer does not start with an HTTP/2 SETTINGS frame (but frame type %d)", typ)}
 		}
-		first = false
-		if inBlock && (typ != frameContinuation || stream != blockStream) {
+		if c.inBlock && (typ != frameContinuation || stream != c.blockStream) {
 			return resp, fmt.Errorf("HTTP/2 protocol error: frame type %d inside a header block", typ)
 		}
+		var done bool
 		switch typ {
 		case frameSettings:
-			if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
-				return resp, errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
-			}
-			if flags&flagAck == 0 {
-				c.pending = appendFrame(c.pending, frameSettings, flagAck, 0, nil)
-			}
+			err = c.settings(flags, stream, payload)
 		case framePing:
-			if stream != 0 || len(payload) != 8 {
-				return resp, errors.New("HTTP/2 protocol error: malformed PING frame")
-			}
-			if flags&flagAck == 0 {
-				c.pending = appendFrame(c.pending, framePing, flagAck, 0, payload)
-			}
+			err = c.ping(flags, stream, payload)
 		case frameGoAway:
-			if stream != 0 || len(payload) < 8 {
-				return resp, errors.New("HTTP/2 protocol error: malformed GOAWAY frame")
-			}
-			last := binary.BigEndian.Uint32(payload) & 0x7fffffff
-			code := binary.BigEndian.Uint32(payload[4:])
-			c.goAway = "GOAWAY " + ErrorName(code)
-			if debug := payload[8:]; len(debug) > 0 {
-				c.goAway += " " + strconv.Quote(printable.Sanitize(string(debug), 128))
-			}
-			// A graceful shutdown that still serves our stream (last ≥ 1, no error) lets us read on.
-			if code != 0 || last < streamID {
-				return resp, errors.New("the server closed the connection: " + c.goAway)
-			}
+			err = c.goAwayFrame(stream, payload)
 		case frameRSTStream:
-			if len(payload) != 4 || stream == 0 {
-				return resp, errors.New("HTTP/2 protocol error: malformed RST_STREAM frame")
-			}
-			if stream == streamID {
-				return resp, &ResetError{Code: binary.BigEndian.Uint32(payload)}
-			}
+			err = resetStream(stream, payload)
 		case framePushPromise:
-			return resp, errors.New("HTTP/2 protocol error: PUSH_PROMISE, though push is disabled")
+			err = errors.New("HTTP/2 protocol error: PUSH_PROMISE, though push is disabled")
 		case frameHeaders, frameContinuation:
-			if typ == frameContinuation && !inBlock {
-				return resp, errors.New("HTTP/2 protocol error: CONTINUATION without HEADERS")
-			}
-			if typ == frameHeaders {
-				if stream == 0 {
-					return resp, errors.New("HTTP/2 protocol error: HEADERS on stream 0")
-				}
-				if payload, err = unpad(flags, payload); err != nil {
-					return resp, err
-				}
-				if flags&flagPriority != 0 {
-					if len(payload) < 5 {
-						return resp, errors.New("HTTP/2 protocol error: HEADERS too short for its priority")
-					}
-					payload = payload[5:]
-				}
-				if stream == streamID && resp.Trailer != nil {
-					return resp, errors.New("HTTP/2 protocol error: a header block after the trailers")
-				}
-				inBlock, blockStream, blockEnds = true, stream, flags&flagEndStream != 0
-				// Every header block goes through the decoder, ours or not, to keep its table in sync.
-				c.block, c.blockSize, c.keep, c.tooLarge = nil, 0, stream == streamID, false
-			}
-			if _, err := c.dec.Write(payload); err != nil {
-				return resp, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
-			}
-			if c.tooLarge {
-				return resp, fmt.Errorf("the answer's header block is over %d bytes", MaxHeaderListBytes)
-			}
-			if flags&flagEndHeaders == 0 {
-				continue
-			}
-			inBlock = false
-			if err := c.dec.Close(); err != nil {
-				return resp, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
-			}
-			if blockStream != streamID {
-				continue
-			}
-			block := c.block
-			if block == nil {
-				block = []hpack.HeaderField{}
-			}
-			switch {
-			case resp.Header == nil:
-				status := Get(block, ":status")
-				if len(status) == 3 && status[0] == '1' && !blockEnds {
-					continue // an informational answer (1xx): the final one follows
-				}
-				resp.Header = block
-				if status != "200" {
-					resp.EndStream = blockEnds
-					return resp, nil
-				}
-			case blockEnds:
-				resp.Trailer = block
-			default:
-				return resp, errors.New("HTTP/2 protocol error: trailers without END_STREAM")
-			}
-			if blockEnds {
-				resp.EndStream = true
-				return resp, nil
-			}
+			done, err = c.headerFrame(resp, typ, flags, stream, payload)
 		case frameData:
-			if stream == 0 {
-				return resp, errors.New("HTTP/2 protocol error: DATA on stream 0")
-			}
-			if stream != streamID {
-				continue
-			}
-			if resp.Header == nil {
-				return resp, errors.New("HTTP/2 protocol error: DATA before HEADERS")
-			}
-			if payload, err = unpad(flags, payload); err != nil {
-				return resp, err
-			}
-			if room := maxBody - len(resp.Body); len(payload) > room {
-				resp.Body = append(resp.Body, payload[:room]...)
-				resp.Truncated = true
-				return resp, nil
-			}
-			resp.Body = append(resp.Body, payload...)
-			if flags&flagEndStream != 0 {
-				resp.EndStream = true
-				return resp, nil
-			}
+			done, err = dataFrame(resp, flags, stream, payload, maxBody)
 		}
 		// PRIORITY, WINDOW_UPDATE and unknown frame types need nothing from us.
+		if err != nil || done {
+			return resp, err
+		}
 	}
+}
+
+// settings acknowledges the server's SETTINGS; none of them changes what we send or accept.
+func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
+	if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
+		return errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
+	}
+	if flags&flagAck == 0 {
+		c.pending = appendFrame(c.pending, frameSettings, flagAck, 0, nil)
+	}
+	return nil
+}
+
+// ping answers a PING.
+func (c *Client) ping(flags byte, stream uint32, payload []byte) error {
+	if stream != 0 || len(payload) != 8 {
+		return errors.New("HTTP/2 protocol error: malformed PING frame")
+	}
+	if flags&flagAck == 0 {
+		c.pending = appendFrame(c.pending, framePing, flagAck, 0, payload)
+	}
+	return nil
+}
+
+// goAwayFrame notes a GOAWAY, and ends the read unless the server still serves our stream.
+func (c *Client) goAwayFrame(stream uint32, payload []byte) error {
+	if stream != 0 || len(payload) < 8 {
+		return errors.New("HTTP/2 protocol error: malformed GOAWAY frame")
+	}
+	last := binary.BigEndian.Uint32(payload) & 0x7fffffff
+	code := binary.BigEndian.Uint32(payload[4:])
+	c.goAway = "GOAWAY " + ErrorName(code)
+	if debug := payload[8:]; len(debug) > 0 {
+		c.goAway += " " + strconv.Quote(printable.Sanitize(string(debug), 128))
+	}
+	// A graceful shutdown that still serves our stream (last ≥ 1, no error) lets us read on.
+	if code != 0 || last < streamID {
+		return errors.New("the server closed the connection: " + c.goAway)
+	}
+	return nil
+}
+
+// resetStream is the error of a RST_STREAM: a ResetError on our stream, nothing on another.
+func resetStream(stream uint32, payload []byte) error {
+	if len(payload) != 4 || stream == 0 {
+		return errors.New("HTTP/2 protocol error: malformed RST_STREAM frame")
+	}
+	if stream == streamID {
+		return &ResetError{Code: binary.BigEndian.Uint32(payload)}
+	}
+	return nil
+}
+
+// headerFrame decodes a HEADERS or CONTINUATION frame; at the end of a header block on our stream, it
+// files the block as the answer's header or trailer. done: the answer is complete.
+func (c *Client) headerFrame(resp *Response, typ, flags byte, stream uint32, payload []byte) (done bool, err error) {
+	if typ == frameContinuation && !c.inBlock {
+		return false, errors.New("HTTP/2 protocol error: CONTINUATION without HEADERS")
+	}
+	if typ == frameHeaders {
+		if payload, err = c.startBlock(resp, flags, stream, payload); err != nil {
+			return false, err
+		}
+	}
+	if _, err := c.dec.Write(payload); err != nil {
+		return false, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
+	}
+	if c.tooLarge {
+		return false, fmt.Errorf("the answer's header block is over %d bytes", MaxHeaderListBytes)
+	}
+	if flags&flagEndHeaders == 0 {
+		return false, nil
+	}
+	c.inBlock = false
+	if err := c.dec.Close(); err != nil {
+		return false, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
+	}
+	if c.blockStream != streamID {
+		return false, nil
+	}
+	return fileBlock(resp, c.block, c.blockEnds)
+}
+
+// startBlock starts a header block with its HEADERS frame, and returns the frame's block fragment.
+func (c *Client) startBlock(resp *Response, flags byte, stream uint32, payload []byte) ([]byte, error) {
+	if stream == 0 {
+		return nil, errors.New("HTTP/2 protocol error: HEADERS on stream 0")
+	}
+	payload, err := unpad(flags, payload)
+	if err != nil {
+		return nil, err
+	}
+	if flags&flagPriority != 0 {
+		if len(payload) < 5 {
+			return nil, errors.New("HTTP/2 protocol error: HEADERS too short for its priority")
+		}
+		payload = payload[5:]
+	}
+	if stream == streamID && resp.Trailer != nil {
+		return nil, errors.New("HTTP/2 protocol error: a header block after the trailers")
+	}
+	c.inBlock, c.blockStream, c.blockEnds = true, stream, flags&flagEndStream != 0
+	// Every header block goes through the decoder, ours or not, to keep its table in sync.
+	c.block, c.blockSize, c.keep, c.tooLarge = nil, 0, stream == streamID, false
+	return payload, nil
+}
+
+// fileBlock files a whole header block of our stream: an informational answer (skipped), the answer's
+// header, or its trailer. ends: the block ended the stream.
+func fileBlock(resp *Response, block []hpack.HeaderField, ends bool) (done bool, err error) {
+	if block == nil {
+		block = []hpack.HeaderField{}
+	}
+	switch {
+	case resp.Header == nil:
+		status := Get(block, ":status")
+		if len(status) == 3 && status[0] == '1' && !ends {
+			return false, nil // an informational answer (1xx): the final one follows
+		}
+		resp.Header = block
+		if status != "200" {
+			resp.EndStream = ends
+			return true, nil
+		}
+	case ends:
+		resp.Trailer = block
+	default:
+		return false, errors.New("HTTP/2 protocol error: trailers without END_STREAM")
+	}
+	resp.EndStream = ends
+	return ends, nil
+}
+
+// dataFrame adds a DATA frame of our stream to the body, up to maxBody bytes.
+func dataFrame(resp *Response, flags byte, stream uint32, payload []byte, maxBody int) (done bool, err error) {
+	if stream == 0 {
+		return false, errors.New("HTTP/2 protocol error: DATA on stream 0")
+	}
+	if stream != streamID {
+		return false, nil
+	}
+	if resp.Header == nil {
+		return false, errors.New("HTTP/2 protocol error: DATA before HEADERS")
+	}
+	if payload, err = unpad(flags, payload); err != nil {
+		return false, err
+	}
+	if room := maxBody - len(resp.Body); len(payload) > room {
+		resp.Body = append(resp.Body, payload[:room]...)
+		resp.Truncated = true
+		return true, nil
+	}
+	resp.Body = append(resp.Body, payload...)
+	if flags&flagEndStream != 0 {
+		resp.EndStream = true
+		return true, nil
+	}
+	return false, nil
 }
 
 // readFrame reads the next frame; its payload is valid until the next read. It first writes the
