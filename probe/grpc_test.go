@@ -170,57 +170,18 @@ func TestGRPCServingStatusChanges(t *testing.T) {
 	}
 }
 
-// mtlsFiles are the certificates of a mutual-TLS gRPC test, written to files as the probe reads them.
-type mtlsFiles struct {
-	serverTLS                 *tls.Config // requires and verifies a client certificate
-	caFile, certFile, keyFile string      // the probe's: CA, client certificate and key
-	foreignCAFile             string      // a CA that issued nothing the server uses
-	foreignCert, foreignKey   string      // a client certificate from the foreign CA
-}
-
-func newMTLSFiles(t *testing.T) mtlsFiles {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := testutil.NewCA("test CA", testutil.ECDSAP256)
-	require.NoError(t, err)
-	serverLeaf, err := ca.Server("grpc server", []string{"localhost", "grpc.test"}, []net.IP{net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	clientLeaf, err := ca.Client("probe")
-	require.NoError(t, err)
-	foreign, err := testutil.NewCA("foreign CA", testutil.ECDSAP256)
-	require.NoError(t, err)
-	foreignLeaf, err := foreign.Client("stranger")
-	require.NoError(t, err)
-
-	var f mtlsFiles
-	f.serverTLS = &tls.Config{
-		Certificates: []tls.Certificate{serverLeaf.TLS},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.Pool(),
-	}
-	f.caFile, err = ca.WriteFile(dir, "ca")
-	require.NoError(t, err)
-	f.certFile, f.keyFile, err = clientLeaf.WriteFiles(dir, "client")
-	require.NoError(t, err)
-	f.foreignCAFile, err = foreign.WriteFile(dir, "foreign-ca")
-	require.NoError(t, err)
-	f.foreignCert, f.foreignKey, err = foreignLeaf.WriteFiles(dir, "foreign-client")
-	require.NoError(t, err)
-	return f
-}
-
 func TestGRPCSMutualTLS(t *testing.T) {
-	files := newMTLSFiles(t)
-	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: p.MTLSConfig(p.Server)})
 	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
 	_, port, err := net.SplitHostPort(server.Addr)
 	require.NoError(t, err)
-	withClientCert := probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile}
+	withClientCert := probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey}
 
 	// An HTTPS server with HTTP/2 that is not gRPC: every path is 404.
 	notGRPC := httptest.NewUnstartedServer(http.NotFoundHandler())
 	notGRPC.EnableHTTP2 = true
-	notGRPC.TLS = &tls.Config{Certificates: files.serverTLS.Certificates}
+	notGRPC.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}}
 	notGRPC.StartTLS()
 	t.Cleanup(notGRPC.Close)
 
@@ -234,30 +195,30 @@ func TestGRPCSMutualTLS(t *testing.T) {
 		wantVerbose []string
 	}{
 		{name: "client certificate, SERVING", url: "grpcs://" + server.Addr, tls: withClientCert, want: probe.Healthy,
-			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=grpc server"`, "ALPN h2", "SERVING"}},
+			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=health-check test server"`, "ALPN h2", "SERVING"}},
 		{name: "client certificate, by DNS name", url: "grpcs://localhost:" + port, tls: withClientCert, want: probe.Healthy},
 		{name: "server name overrides the host", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "grpc.test"},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey, ServerName: "grpc.test"},
 			want: probe.Healthy},
 		{name: "client certificate, NOT_SERVING", url: "grpcs://" + server.Addr, service: "app.NotServing", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "grpc.health.v1.Health/Check", "status NOT_SERVING"}},
 		{name: "client certificate, unknown service", url: "grpcs://" + server.Addr, service: "nope", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND"}},
-		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSOptions{CACert: files.caFile},
+		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: certificate required"}},
 		{name: "client certificate from a foreign CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.OtherClientCert, Key: p.OtherClientKey},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: unknown certificate authority"}},
 		{name: "server certificate from an unknown CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSOptions{CACert: files.foreignCAFile, Cert: files.certFile, Key: files.keyFile},
+			tls:  probe.TLSOptions{CACert: p.OtherCAFile, Cert: p.ClientCert, Key: p.ClientKey},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "certificate signed by unknown authority"}},
 		{name: "server name not in the certificate", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSOptions{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "other.test"},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey, ServerName: "other.test"},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "other.test"}},
 		{name: "plain gRPC client against the TLS server", url: "grpc://" + server.Addr,
 			want: probe.Unreachable, wantLine: []string{"unreachable: "}},
 		{name: "HTTPS server with h2 that is not gRPC", url: "grpcs://" + notGRPC.Listener.Addr().String(),
-			tls:  probe.TLSOptions{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "not a gRPC server: HTTP 404 Not Found"}},
 		{name: "nothing listening", url: "grpcs://" + closedPort(t), tls: withClientCert,
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "connection refused"}},
@@ -281,11 +242,11 @@ func TestGRPCSMutualTLS(t *testing.T) {
 // A server that rejects the client certificate after a TLS 1.3 handshake closes the connection while
 // the probe still writes a long request: the failure says why, not "broken pipe".
 func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
-	files := newMTLSFiles(t)
-	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: p.MTLSConfig(p.Server)})
 	for range 5 {
 		config := grpcConfig(t, "grpcs://"+server.Addr)
-		config.TLS = probe.TLSOptions{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey}
+		config.TLS = probe.TLSOptions{CACert: p.CAFile, Cert: p.OtherClientCert, Key: p.OtherClientKey}
 		config.GRPCService = strings.Repeat("s", 60000)
 		report := probe.Run(context.Background(), config, nil)
 		assert.Equal(t, probe.Unreachable, report.Result, report.Detail)
@@ -294,7 +255,7 @@ func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
 }
 
 func TestGRPCNotGRPCServers(t *testing.T) {
-	files := newMTLSFiles(t)
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
 	http1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
@@ -302,12 +263,12 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 	http1TLS := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
-	http1TLS.TLS = &tls.Config{Certificates: files.serverTLS.Certificates} // ALPN offers http/1.1 only
+	http1TLS.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}} // ALPN offers http/1.1 only
 	http1TLS.StartTLS()
 	t.Cleanup(http1TLS.Close)
 
 	// A TLS server that ignores ALPN and speaks HTTP/1.
-	noALPNListener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: files.serverTLS.Certificates})
+	noALPNListener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}})
 	require.NoError(t, err)
 	noALPN := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = noALPN.Serve(noALPNListener) }()
@@ -332,10 +293,10 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 		{name: "HTTP/1 server on grpc://", url: "grpc://" + http1.Listener.Addr().String(),
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 200 OK", not HTTP/2`}},
 		{name: "HTTPS server without h2 on grpcs://", url: "grpcs://" + http1TLS.Listener.Addr().String(),
-			tls:  probe.TLSOptions{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2)"}},
 		{name: "TLS server that ignores ALPN on grpcs://", url: "grpcs://" + noALPNListener.Addr().String(),
-			tls:  probe.TLSOptions{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): it selected no protocol"}},
 		{name: "h2c server that answers text/plain", url: "grpc://" + h2cText,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", `not a gRPC server: content-type "text/plain"`}},
@@ -365,7 +326,7 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 }
 
 func TestGRPCBlackHole(t *testing.T) {
-	files := newMTLSFiles(t)
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
 	const timeout = 300 * time.Millisecond
 	// margin is how long past -timeout a run may end: a few milliseconds on an idle machine, the rest
 	// room for CI, where other packages compile meanwhile (probe's own tests use timeoutMargin).
@@ -379,7 +340,7 @@ func TestGRPCBlackHole(t *testing.T) {
 	}{
 		{name: "grpc", url: "grpc://" + hole},
 		{name: "grpc with retries", url: "grpc://" + hole, retries: 3},
-		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSOptions{CACert: files.caFile}},
+		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSOptions{CACert: p.CAFile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -451,7 +412,10 @@ type fakeH2Request struct {
 	settings map[http2.SettingID]uint32
 }
 
-// fakeH2Conn is one connection of a fake HTTP/2 server, after it read the probe's request.
+// fakeH2Conn is one connection of a fake HTTP/2 server, after it read the probe's request. Its
+// methods run on the server's goroutine: they report a failed write with assert (t.Errorf), never
+// with require, whose FailNow must run on the test's goroutine. The test then fails, and the probe
+// sees a broken answer; fakeH2's cleanup waits for the server to finish.
 type fakeH2Conn struct {
 	*http2.Framer
 	t    *testing.T
@@ -460,11 +424,14 @@ type fakeH2Conn struct {
 	buf  bytes.Buffer
 }
 
+// ok reports err, if any, as a failure of the test.
+func (c *fakeH2Conn) ok(err error) { assert.NoError(c.t, err) }
+
 // block encodes header fields, given as name, value pairs, into a header block.
 func (c *fakeH2Conn) block(fields ...string) []byte {
 	c.buf.Reset()
 	for i := 0; i+1 < len(fields); i += 2 {
-		require.NoError(c.t, c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}))
+		c.ok(c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}))
 	}
 	return bytes.Clone(c.buf.Bytes())
 }
@@ -474,22 +441,22 @@ func (c *fakeH2Conn) block(fields ...string) []byte {
 func (c *fakeH2Conn) headers(endStream bool, chunk int, block []byte) {
 	first := block[:min(chunk, len(block))]
 	rest := block[len(first):]
-	require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}))
+	c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}))
 	for len(rest) > 0 {
 		n := min(chunk, len(rest))
-		require.NoError(c.t, c.WriteContinuation(1, n == len(rest), rest[:n]))
+		c.ok(c.WriteContinuation(1, n == len(rest), rest[:n]))
 		rest = rest[n:]
 	}
 }
 
 // hangUp closes the server's side of the connection.
-func (c *fakeH2Conn) hangUp() { require.NoError(c.t, c.conn.(*net.TCPConn).CloseWrite()) }
+func (c *fakeH2Conn) hangUp() { c.ok(c.conn.(*net.TCPConn).CloseWrite()) }
 
 // answer writes a whole gRPC answer: SETTINGS, headers, a message and grpc-status 0 in the trailers.
 func (c *fakeH2Conn) answer(message []byte) {
-	require.NoError(c.t, c.WriteSettings())
+	c.ok(c.WriteSettings())
 	c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-	require.NoError(c.t, c.WriteData(1, false, message))
+	c.ok(c.WriteData(1, false, message))
 	c.headers(true, 1<<14, c.block("grpc-status", "0"))
 }
 
@@ -561,40 +528,40 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 	}{
 		{name: "a well-formed answer", want: probe.Healthy, serve: func(c *fakeH2Conn) { c.answer(serving) }},
 		{name: "padding and priority on HEADERS and DATA", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}))
-			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, PadLength: 200,
+			c.ok(c.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}))
+			c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, PadLength: 200,
 				Priority:      http2.PriorityParam{StreamDep: 0, Weight: 15, Exclusive: true},
 				BlockFragment: c.block(":status", "200", "content-type", "application/grpc+proto")}))
-			require.NoError(c.t, c.WriteDataPadded(1, false, serving[:3], make([]byte, 255)))
-			require.NoError(c.t, c.WriteDataPadded(1, false, serving[3:], []byte{}))
-			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 1,
+			c.ok(c.WriteDataPadded(1, false, serving[:3], make([]byte, 255)))
+			c.ok(c.WriteDataPadded(1, false, serving[3:], []byte{}))
+			c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 1,
 				BlockFragment: c.block("grpc-status", "0")}))
 		}},
 		{name: "header blocks split into CONTINUATION frames", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(false, 3, c.block(":status", "200", "content-type", "application/grpc", "x-filler", strings.Repeat("x", 100)))
-			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.ok(c.WriteData(1, false, serving))
 			c.headers(true, 1, c.block("grpc-status", "0", "grpc-message", ""))
 		}},
 		{name: "an informational answer first", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(false, 1<<14, c.block(":status", "103", "link", "</x>"))
 			c.answer(serving)
 		}},
 		{name: "frames the probe must ignore or acknowledge", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}))
-			require.NoError(c.t, c.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
-			require.NoError(c.t, c.WriteWindowUpdate(0, 1<<20))
-			require.NoError(c.t, c.WriteWindowUpdate(1, 1<<20))
-			require.NoError(c.t, c.WritePriority(1, http2.PriorityParam{Weight: 1}))
-			require.NoError(c.t, c.WriteRawFrame(0x20, 0xff, 1, []byte("an unknown frame type")))
-			require.NoError(c.t, c.WriteData(3, true, []byte("another stream")))
-			require.NoError(c.t, c.WriteRSTStream(3, http2.ErrCodeCancel))
+			c.ok(c.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}))
+			c.ok(c.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+			c.ok(c.WriteWindowUpdate(0, 1<<20))
+			c.ok(c.WriteWindowUpdate(1, 1<<20))
+			c.ok(c.WritePriority(1, http2.PriorityParam{Weight: 1}))
+			c.ok(c.WriteRawFrame(0x20, 0xff, 1, []byte("an unknown frame type")))
+			c.ok(c.WriteData(3, true, []byte("another stream")))
+			c.ok(c.WriteRSTStream(3, http2.ErrCodeCancel))
 			// The probe acknowledges the SETTINGS and the PING before it waits for more.
 			var sawSettingsAck, sawPingAck bool
 			for !sawSettingsAck || !sawPingAck {
 				f, err := c.ReadFrame()
-				require.NoError(c.t, err)
+				c.ok(err)
 				switch f := f.(type) {
 				case *http2.SettingsFrame:
 					sawSettingsAck = f.IsAck()
@@ -603,58 +570,58 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 				}
 			}
 			c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.ok(c.WriteData(1, false, serving))
 			c.headers(true, 1<<14, c.block("grpc-status", "0"))
 		}},
 		{name: "graceful GOAWAY that still serves the call", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
-			require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, []byte("draining")))
+			c.ok(c.WriteSettings())
+			c.ok(c.WriteGoAway(1, http2.ErrCodeNo, []byte("draining")))
 			c.answer(serving)
 		}},
 		{name: "trailers-only NOT_FOUND", want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND: unknown service"}, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(true, 1<<14, c.block(":status", "200", "content-type", "application/grpc", "grpc-status", "5", "grpc-message", "unknown service"))
 		}},
 		{name: "GOAWAY before the answer", want: probe.Unreachable,
 			wantLine: []string{`unreachable: `, `the server closed the connection: GOAWAY ENHANCE_YOUR_CALM "too_many_pings??[1m"`},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings\n\x1b[1m")))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings\n\x1b[1m")))
 			}},
 		{name: "graceful GOAWAY without our stream", want: probe.Unreachable,
 			wantLine: []string{`the server closed the connection: GOAWAY NO_ERROR "shutting down"`},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")))
 			}},
 		{name: "graceful GOAWAY, then the server closes", want: probe.Unreachable,
 			wantLine: []string{"the server closed the connection without an answer (after GOAWAY NO_ERROR)"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, nil))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(1, http2.ErrCodeNo, nil))
 				c.hangUp()
 			}},
 		{name: "RST_STREAM REFUSED_STREAM", want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "the server reset the call: REFUSED_STREAM"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeRefusedStream))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteRSTStream(1, http2.ErrCodeRefusedStream))
 			}},
 		{name: "RST_STREAM after the headers", want: probe.Unhealthy, wantLine: []string{"the server reset the call: INTERNAL_ERROR"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeInternal))
+				c.ok(c.WriteRSTStream(1, http2.ErrCodeInternal))
 			}},
 		{name: "a frame over the maximum frame size", want: probe.Unreachable,
 			wantLine: []string{"a frame of 16385 bytes, over the maximum frame size of 16384 (FRAME_SIZE_ERROR)"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteData(1, false, make([]byte, 1<<14+1)))
+				c.ok(c.WriteData(1, false, make([]byte, 1<<14+1)))
 			}},
 		{name: "a header list over the limit", want: probe.Unreachable, wantLine: []string{"the answer's header block is over 16384 bytes"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				big := strings.Repeat("v", 6000)
 				c.headers(false, 1<<14, c.block(":status", "200", "a", big, "b", big, "c", big))
 			}},
@@ -665,51 +632,51 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			}},
 		{name: "a frame inside a header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: frame type 6 inside a header block"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				block := c.block(":status", "200", "content-type", "application/grpc")
-				require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:2]}))
-				require.NoError(c.t, c.WritePing(false, [8]byte{}))
+				c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:2]}))
+				c.ok(c.WritePing(false, [8]byte{}))
 			}},
 		{name: "a broken header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: bad header block"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 			}},
 		{name: "padding longer than its frame", want: probe.Unreachable, wantLine: []string{"padding longer than its frame"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteRawFrame(http2.FrameData, http2.FlagDataPadded, 1, []byte{9, 1, 2}))
+				c.ok(c.WriteRawFrame(http2.FrameData, http2.FlagDataPadded, 1, []byte{9, 1, 2}))
 			}},
 		{name: "PUSH_PROMISE", want: probe.Unreachable, wantLine: []string{"PUSH_PROMISE, though push is disabled"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
+				c.ok(c.WriteSettings())
+				c.ok(c.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
 					BlockFragment: c.block(":method", "GET", ":path", "/")}))
 			}},
 		{name: "the server closes in the middle of the answer", want: probe.Unreachable,
 			wantLine: []string{"the server closed the connection before the end of the answer"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
 				c.hangUp()
 			}},
 		{name: "an answer over the message limit", want: probe.Unhealthy, wantLine: []string{"bad answer: message of 5000 bytes is too long"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
 				long := frame(make([]byte, 5000))
-				require.NoError(c.t, c.WriteData(1, false, long[:3000]))
-				require.NoError(c.t, c.WriteData(1, false, long[3000:]))
+				c.ok(c.WriteData(1, false, long[:3000]))
+				c.ok(c.WriteData(1, false, long[3000:]))
 				c.headers(true, 1<<14, c.block("grpc-status", "0"))
 			}},
 		{name: "two messages", want: probe.Unhealthy, wantLine: []string{"bad answer: message is 9 bytes, its prefix says 2"},
 			serve: func(c *fakeH2Conn) { c.answer(append(bytes.Clone(serving), serving...)) }},
 		{name: "HTTP 503 without a body's end", want: probe.Unhealthy, wantLine: []string{"not a gRPC server: HTTP 503 Service Unavailable"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "503"))
-				require.NoError(c.t, c.WriteData(1, false, []byte("upstream connect error")))
+				c.ok(c.WriteData(1, false, []byte("upstream connect error")))
 			}},
 	}
 	for _, tt := range tests {

@@ -51,19 +51,21 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 			}
 			return unreachable(err)
 		}
-		defer conn.Close()
-		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
 		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
-		if err != nil {
+		if next != nil && redirects < maxRedirects {
+			conn.Close() // a chain of redirects holds one connection at a time
+			target = next
+			continue
+		}
+		defer conn.Close() // judge reads the answer's body from it
+		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
+		switch {
+		case err != nil:
 			return unhealthy("%v", err)
-		}
-		if next == nil {
-			return judge(c, resp, target, elsewhere)
-		}
-		if redirects == maxRedirects {
+		case next != nil:
 			return unhealthy("%v", errRedirectLoop)
 		}
-		target = next
+		return judge(c, resp, target, elsewhere)
 	}
 }
 
