@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	gazellelabel "github.com/bazelbuild/bazel-gazelle/label"
+	gazellelabel "github.com/bazel-contrib/bazel-gazelle/v2/label"
 	"github.com/bazelbuild/buildtools/build"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
