@@ -121,18 +121,7 @@ func run(opts options) error {
 		rounds:    opts.rounds,
 		warmup:    opts.warmup,
 	}
-	timePath, err := exec.LookPath("/usr/bin/time")
-	if err != nil {
-		timePath = ""
-		rep.notes = append(rep.notes, "Peak RSS not measured: GNU time is missing (apt-get install -y time).")
-	}
-	valgrind := ""
-	if !opts.skipCallgrind {
-		if valgrind, err = exec.LookPath("valgrind"); err != nil {
-			valgrind = ""
-			rep.notes = append(rep.notes, "Instructions not counted: valgrind is missing (apt-get install -y valgrind).")
-		}
-	}
+	timePath, valgrind := findTools(rep, opts.skipCallgrind)
 
 	progress("building the probe, floor and noop (and the baseline and peers, when asked)")
 	bins, err := buildBinaries(buildPlan{
@@ -151,22 +140,10 @@ func run(opts options) error {
 		return err
 	}
 
-	commands := []*command{noopCommand(bins, work)}
-	for _, spec := range certRowSpecs {
-		if !contains(opts.certs, spec.flag) {
-			continue
-		}
-		progress("starting the %s servers", spec.name)
-		row, err := startCertRow(work, spec.name, fileSlug(spec.name), spec.keyType)
-		if err != nil {
-			return fmt.Errorf("%s servers: %w", spec.name, err)
-		}
-		defer row.stop()
-		rep.rows = append(rep.rows, spec.name)
-		commands = append(commands, commandsFor(row, bins, opts.probeArgs, opts.probeEnv)...)
-	}
-	if len(rep.rows) == 0 {
-		return errors.New("-certs names no known row (ecdsa, rsa)")
+	commands, stop, err := startRows(rep, opts, bins, work)
+	defer stop()
+	if err != nil {
+		return err
 	}
 
 	progress("measuring %d commands: %d warm-up + %d rounds", len(commands), opts.warmup, opts.rounds)
@@ -180,30 +157,89 @@ func run(opts options) error {
 		" the harness's own RSS in the child's peak.")
 
 	if valgrind != "" {
-		// Absolute: callgrind runs in each command's directory.
-		callgrindDir, err := filepath.Abs(filepath.Join(filepath.Dir(opts.out), "callgrind"))
-		if err != nil {
+		if err := countInstructionsInto(rep, bins, valgrind, opts.out); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(callgrindDir, 0o755); err != nil {
-			return err
-		}
-		if err := countAll(rep, bins, valgrind, callgrindDir); err != nil {
-			return err
-		}
-		rep.notes = append(rep.notes, "Under callgrind, Go programs run with GODEBUG="+valgrindGODEBUG+
-			" (valgrind 3.19 aborts on Go's preemption signals and cannot decode RDTSCP). Self costs, as in the table above, are reliable;"+
-			" callgrind's inclusive costs are not, for Go (they do not add up: goroutine stack switches confuse its call tracking)."+
-			" Files: "+callgrindDir+" (callgrind_annotate FILE).")
 	}
+	return writeReport(rep, opts.out)
+}
 
+// findTools looks up GNU time and, unless skipped, valgrind; a missing one is a note in the report and
+// an empty column, not a failure.
+func findTools(rep *report, skipCallgrind bool) (timePath, valgrind string) {
+	timePath, err := exec.LookPath("/usr/bin/time")
+	if err != nil {
+		timePath = ""
+		rep.notes = append(rep.notes, "Peak RSS not measured: GNU time is missing (apt-get install -y time).")
+	}
+	if !skipCallgrind {
+		if valgrind, err = exec.LookPath("valgrind"); err != nil {
+			valgrind = ""
+			rep.notes = append(rep.notes, "Instructions not counted: valgrind is missing (apt-get install -y valgrind).")
+		}
+	}
+	return timePath, valgrind
+}
+
+// startRows starts the servers of every certificate row -certs asks for and returns the commands to
+// measure: noop once, then each row's. stop stops the servers; it is never nil.
+func startRows(rep *report, opts options, bins *binaries, work string) (commands []*command, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	commands = []*command{noopCommand(bins, work)}
+	for _, spec := range certRowSpecs {
+		if !contains(opts.certs, spec.flag) {
+			continue
+		}
+		progress("starting the %s servers", spec.name)
+		row, err := startCertRow(work, spec.name, fileSlug(spec.name), spec.keyType)
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s servers: %w", spec.name, err)
+		}
+		stops = append(stops, row.stop)
+		rep.rows = append(rep.rows, spec.name)
+		commands = append(commands, commandsFor(row, bins, opts.probeArgs, opts.probeEnv)...)
+	}
+	if len(rep.rows) == 0 {
+		return nil, stop, errors.New("-certs names no known row (ecdsa, rsa)")
+	}
+	return commands, stop, nil
+}
+
+// countInstructionsInto counts instructions under callgrind, with its files in a callgrind directory
+// beside the report.
+func countInstructionsInto(rep *report, bins *binaries, valgrind, out string) error {
+	// Absolute: callgrind runs in each command's directory.
+	callgrindDir, err := filepath.Abs(filepath.Join(filepath.Dir(out), "callgrind"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(callgrindDir, 0o755); err != nil {
+		return err
+	}
+	if err := countAll(rep, bins, valgrind, callgrindDir); err != nil {
+		return err
+	}
+	rep.notes = append(rep.notes, "Under callgrind, Go programs run with GODEBUG="+valgrindGODEBUG+
+		" (valgrind 3.19 aborts on Go's preemption signals and cannot decode RDTSCP). Self costs, as in the table above, are reliable;"+
+		" callgrind's inclusive costs are not, for Go (they do not add up: goroutine stack switches confuse its call tracking)."+
+		" Files: "+callgrindDir+" (callgrind_annotate FILE).")
+	return nil
+}
+
+// writeReport renders the report to stdout and to out.
+func writeReport(rep *report, out string) error {
 	var md bytes.Buffer
 	rep.render(&md)
 	os.Stdout.Write(md.Bytes())
-	if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(opts.out, md.Bytes(), 0o644)
+	return os.WriteFile(out, md.Bytes(), 0o644)
 }
 
 // countAll counts every command's instructions under callgrind, then breaks the probe's and the

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
 // Defaults of the health-check command, kept here so that the command, its help and the tests agree.
@@ -29,7 +32,7 @@ const (
 
 // Config is one check: what to check, how, and within which time.
 type Config struct {
-	// Target is the endpoint; its scheme picks the checker (see Schemes).
+	// Target is the endpoint; its scheme picks the checker (see schemes).
 	Target *url.URL
 	// UnixSocket, when set, is dialled instead of the target's host and port.
 	UnixSocket string
@@ -44,7 +47,7 @@ type Config struct {
 	// GRPCService is the service name sent in grpc.health.v1.HealthCheckRequest ("" is the server).
 	GRPCService string
 
-	TLS TLSFiles
+	TLS TLSOptions
 
 	Timeout    time.Duration // the whole run, all attempts included
 	Retries    int           // attempts after the first
@@ -57,17 +60,6 @@ const (
 	methodGet  = "GET"
 	methodHead = "HEAD"
 )
-
-// Schemes are the target schemes, each with the checker it selects.
-var Schemes = []string{"http", "https", "grpc", "grpcs", "tcp", "tls"}
-
-// usesTLS reports whether a scheme speaks TLS.
-func usesTLS(scheme string) bool {
-	return scheme == "https" || scheme == "grpcs" || scheme == "tls"
-}
-
-func isHTTP(scheme string) bool { return scheme == "http" || scheme == "https" }
-func isGRPC(scheme string) bool { return scheme == "grpc" || scheme == "grpcs" }
 
 // ParseTarget parses and checks a target URL: a known scheme, a host, and for tcp:// and tls:// a
 // port and nothing after it.
@@ -85,10 +77,11 @@ func ParseTarget(raw string) (*url.URL, error) {
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	if u.Scheme == "" {
-		return nil, bad("no scheme (want one of %s)", strings.Join(Schemes, ", "))
+		return nil, bad("no scheme (want one of %s)", schemeList())
 	}
-	if !isKnownScheme(u.Scheme) {
-		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, strings.Join(Schemes, ", "))
+	s := lookupScheme(u.Scheme)
+	if s == nil {
+		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, schemeList())
 	}
 	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
 		return nil, bad("no host")
@@ -103,15 +96,15 @@ func ParseTarget(raw string) (*url.URL, error) {
 	} else if strings.HasSuffix(u.Host, ":") {
 		return nil, bad("empty port")
 	}
-	switch u.Scheme {
-	case "tcp", "tls":
-		if u.Port() == "" {
-			return nil, bad("%s:// needs a port", u.Scheme)
-		}
+	if s.defaultPort == "" && u.Port() == "" {
+		return nil, bad("%s:// needs a port", u.Scheme)
+	}
+	switch s.kind {
+	case kindConnection:
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 			return nil, bad("%s:// takes only host and port", u.Scheme)
 		}
-	case "grpc", "grpcs":
+	case kindGRPC:
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 			return nil, bad("%s:// takes only host and port (the service is -service)", u.Scheme)
 		}
@@ -123,8 +116,9 @@ func ParseTarget(raw string) (*url.URL, error) {
 // -path (with or without a leading slash).
 func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 	scheme = strings.ToLower(scheme)
-	if !isKnownScheme(scheme) {
-		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, strings.Join(Schemes, ", "))
+	s := lookupScheme(scheme)
+	if s == nil {
+		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, schemeList())
 	}
 	if host == "" {
 		return nil, usageErrorf("empty -host")
@@ -142,7 +136,7 @@ func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 		return nil, usageErrorf("bad -statusPort: %v", err)
 	}
 	raw := scheme + "://" + net.JoinHostPort(strings.Trim(host, "[]"), port)
-	if path != "" && (isHTTP(scheme)) {
+	if path != "" && s.kind == kindHTTP {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
@@ -151,15 +145,6 @@ func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
 		return nil, usageErrorf("-path applies to http and https, not %s", scheme)
 	}
 	return ParseTarget(raw)
-}
-
-func isKnownScheme(scheme string) bool {
-	for _, s := range Schemes {
-		if s == scheme {
-			return true
-		}
-	}
-	return false
 }
 
 func parsePort(s string) (int, error) {
@@ -180,15 +165,14 @@ func unwrapURLError(err error) error {
 
 // address is the host:port to dial, with the scheme's default port.
 func address(u *url.URL) string {
-	if port := u.Port(); port != "" {
-		return net.JoinHostPort(u.Hostname(), port)
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if s := lookupScheme(u.Scheme); s != nil && s.defaultPort != "" {
+			port = s.defaultPort
+		}
 	}
-	switch u.Scheme {
-	case "https", "grpcs":
-		return net.JoinHostPort(u.Hostname(), "443")
-	default:
-		return net.JoinHostPort(u.Hostname(), "80")
-	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // StatusSet is a set of HTTP status codes, written as a list of codes and ranges: "200,204,300-399".
@@ -303,6 +287,10 @@ func (c *Config) Validate() error {
 		return usageErrorf("no target")
 	}
 	scheme := c.Target.Scheme
+	s := lookupScheme(scheme)
+	if s == nil {
+		return usageErrorf("unknown scheme %q (want one of %s)", scheme, schemeList())
+	}
 	if c.Timeout <= 0 {
 		return usageErrorf("-timeout must be positive")
 	}
@@ -315,7 +303,7 @@ func (c *Config) Validate() error {
 	if c.RetryDelay < 0 {
 		return usageErrorf("-retry-delay must be 0 or more")
 	}
-	if !isHTTP(scheme) {
+	if s.kind != kindHTTP {
 		switch {
 		case c.Method != "" && c.Method != methodGet:
 			return usageErrorf("-method applies to http and https, not %s", scheme)
@@ -330,14 +318,14 @@ func (c *Config) Validate() error {
 	if c.Method != "" && c.Method != methodGet && c.Method != methodHead {
 		return usageErrorf("bad -method %q: want GET or HEAD", c.Method)
 	}
-	if c.GRPCService != "" && !isGRPC(scheme) {
+	if c.GRPCService != "" && s.kind != kindGRPC {
 		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
 	}
 	// The request goes out whole, before the server could grant more than HTTP/2's initial window.
-	if n := len(EncodeHealthCheckRequest(c.GRPCService)); n > h2InitialWindow {
-		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2InitialWindow)
+	if n := len(grpchealth.EncodeRequest(c.GRPCService)); n > h2.InitialSendWindow {
+		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2.InitialSendWindow)
 	}
-	if !usesTLS(scheme) {
+	if !s.tls {
 		if flag := c.TLS.firstSet(); flag != "" {
 			return usageErrorf("%s needs a TLS scheme (https, grpcs or tls), not %s", flag, scheme)
 		}

@@ -8,13 +8,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
-// requireUsageError checks that err is a usage error whose message contains want.
-func requireUsageError(t *testing.T, err error, want string) {
+// assertUsageError checks that err is a usage error whose message contains want.
+func assertUsageError(t *testing.T, err error, want string) {
 	t.Helper()
-	require.Error(t, err)
-	assert.True(t, IsUsage(err), "%v is a usage error", err)
+	if !assert.Error(t, err) {
+		return
+	}
+	assert.True(t, isUsage(err), "%v is a usage error", err)
 	assert.Contains(t, err.Error(), want)
 }
 
@@ -51,7 +55,7 @@ func TestParseTarget(t *testing.T) {
 		t.Run(tt.raw, func(t *testing.T) {
 			u, err := ParseTarget(tt.raw)
 			if tt.wantErr != "" {
-				requireUsageError(t, err, tt.wantErr)
+				assertUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -87,7 +91,7 @@ func TestLegacyTarget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			u, err := LegacyTarget(tt.scheme, tt.host, tt.port, tt.path)
 			if tt.wantErr != "" {
-				requireUsageError(t, err, tt.wantErr)
+				assertUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -123,7 +127,7 @@ func TestStatusSet(t *testing.T) {
 		t.Run(tt.text, func(t *testing.T) {
 			set, err := ParseStatusSet(tt.text)
 			if tt.wantErr != "" {
-				requireUsageError(t, err, tt.wantErr)
+				assertUsageError(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
@@ -204,7 +208,7 @@ func TestValidate(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
-			requireUsageError(t, err, tt.wantErr)
+			assertUsageError(t, err, tt.wantErr)
 		})
 	}
 }
@@ -314,8 +318,8 @@ func TestQueryIsRedacted(t *testing.T) {
 
 func TestValidateRejectsAServiceNameOverOneHTTP2Window(t *testing.T) {
 	c := testConfig(t, "grpc://localhost:9090")
-	c.GRPCService = strings.Repeat("s", h2InitialWindow)
-	requireUsageError(t, c.Validate(), "-service of 65535 bytes is too long")
+	c.GRPCService = strings.Repeat("s", h2.InitialSendWindow)
+	assertUsageError(t, c.Validate(), "-service of 65535 bytes is too long")
 	c.Retries = 3
 	report := run(c)
 	assert.Equal(t, Usage, report.Result)

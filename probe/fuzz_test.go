@@ -1,4 +1,4 @@
-package probe_test
+package probe
 
 import (
 	"net/http"
@@ -6,80 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
 // The fuzz targets below run their seeds (f.Add and testdata/fuzz/<name>/) as ordinary tests with
 // `go test`; `go test -run '^$' -fuzz '^FuzzName$' -fuzztime 10s ./probe` searches further.
-
-func FuzzDecodeHealthCheckResponse(f *testing.F) {
-	for _, status := range []healthpb.HealthCheckResponse_ServingStatus{0, 1, 2, 3, 7, -1} {
-		message, err := proto.Marshal(&healthpb.HealthCheckResponse{Status: status})
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(frame(message))
-	}
-	withUnknown := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte("x"))
-	withUnknown = protowire.AppendFixed64(protowire.AppendTag(withUnknown, 3, protowire.Fixed64Type), 1)
-	withUnknown = protowire.AppendFixed32(protowire.AppendTag(withUnknown, 5, protowire.Fixed32Type), 1)
-	f.Add(frame(protowire.AppendVarint(protowire.AppendTag(withUnknown, 1, protowire.VarintType), 1)))
-	f.Add([]byte{})
-	f.Add([]byte{0, 0, 0, 0})
-	f.Add([]byte{1, 0, 0, 0, 0})
-	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff})
-	f.Add(frame([]byte{0x08, 0x80}))
-	f.Add(frame([]byte{0x0b, 0x0c}))
-	f.Add(frame([]byte{0x0a, 0x01, 0x01}))
-
-	f.Fuzz(func(t *testing.T, data []byte) {
-		status, err := probe.DecodeHealthCheckResponse(data)
-		if err != nil {
-			return
-		}
-		// Accepted: a well-formed frame whose message protobuf reads the same way.
-		if len(data) < 5 || data[0] != 0 || int(uint32(data[1])<<24|uint32(data[2])<<16|uint32(data[3])<<8|uint32(data[4])) != len(data)-5 {
-			t.Fatalf("accepted a frame with a bad prefix: % x", data)
-		}
-		var want healthpb.HealthCheckResponse
-		if err := proto.Unmarshal(data[5:], &want); err != nil {
-			t.Fatalf("accepted % x as %s, but protobuf rejects it: %v", data, status, err)
-		}
-		if int32(status) != int32(want.GetStatus()) {
-			t.Fatalf("decoded % x as %d, protobuf as %d", data, int32(status), int32(want.GetStatus()))
-		}
-	})
-}
-
-func FuzzEncodeHealthCheckRequest(f *testing.F) {
-	for _, tt := range serviceNames {
-		f.Add(tt.service)
-	}
-	f.Fuzz(func(t *testing.T, service string) {
-		got := probe.EncodeHealthCheckRequest(service)
-		if len(got) < 5 || got[0] != 0 || int(uint32(got[1])<<24|uint32(got[2])<<16|uint32(got[3])<<8|uint32(got[4])) != len(got)-5 {
-			t.Fatalf("bad prefix for %q: % x", service, got[:min(len(got), 5)])
-		}
-		if !utf8.ValidString(service) {
-			return // protobuf refuses to marshal or unmarshal a proto3 string that is not UTF-8
-		}
-		var decoded healthpb.HealthCheckRequest
-		if err := proto.Unmarshal(got[5:], &decoded); err != nil || decoded.GetService() != service {
-			t.Fatalf("protobuf reads %q as %q (%v)", service, decoded.GetService(), err)
-		}
-		want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: service})
-		if err != nil || string(want) != string(got[5:]) {
-			t.Fatalf("encoding of %q: got % x, protobuf % x (%v)", service, got[5:], want, err)
-		}
-	})
-}
 
 func FuzzParseTarget(f *testing.F) {
 	for _, seed := range []string{
@@ -92,9 +24,9 @@ func FuzzParseTarget(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		u, err := probe.ParseTarget(raw)
+		u, err := ParseTarget(raw)
 		if err != nil {
-			if !probe.IsUsage(err) {
+			if !isUsage(err) {
 				t.Fatalf("ParseTarget(%q): error %v is not a usage error", raw, err)
 			}
 			if u != nil {
@@ -104,7 +36,7 @@ func FuzzParseTarget(f *testing.F) {
 		}
 		checkTarget(t, raw, u.Scheme, u.Hostname(), u.Port(), u.User != nil)
 		// The checkers dial and request u.String(): it must name the same endpoint.
-		again, err := probe.ParseTarget(u.String())
+		again, err := ParseTarget(u.String())
 		if err != nil {
 			t.Fatalf("ParseTarget(%q) = %q, which does not parse again: %v", raw, u.String(), err)
 		}
@@ -116,7 +48,7 @@ func FuzzParseTarget(f *testing.F) {
 
 func checkTarget(t *testing.T, raw, scheme, host, port string, hasUser bool) {
 	t.Helper()
-	if !slices.Contains(probe.Schemes, scheme) {
+	if lookupScheme(scheme) == nil {
 		t.Fatalf("ParseTarget(%q): unknown scheme %q accepted", raw, scheme)
 	}
 	if host == "" {
@@ -143,9 +75,9 @@ func FuzzParseStatusSet(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		set, err := probe.ParseStatusSet(text)
+		set, err := ParseStatusSet(text)
 		if err != nil {
-			if !probe.IsUsage(err) {
+			if !isUsage(err) {
 				t.Fatalf("ParseStatusSet(%q): error %v is not a usage error", text, err)
 			}
 			return
@@ -156,7 +88,7 @@ func FuzzParseStatusSet(f *testing.F) {
 		if set.Contains(99) || set.Contains(600) || set.Contains(0) || set.Contains(-1) {
 			t.Fatalf("ParseStatusSet(%q) = %s holds a code outside 100-599", text, set)
 		}
-		again, err := probe.ParseStatusSet(set.String())
+		again, err := ParseStatusSet(set.String())
 		if err != nil {
 			t.Fatalf("ParseStatusSet(%q).String() = %q does not parse again: %v", text, set.String(), err)
 		}
@@ -180,9 +112,9 @@ func FuzzParseHeader(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
-		name, value, err := probe.ParseHeader(line)
+		name, value, err := ParseHeader(line)
 		if err != nil {
-			if !probe.IsUsage(err) {
+			if !isUsage(err) {
 				t.Fatalf("ParseHeader(%q): error %v is not a usage error", line, err)
 			}
 			return

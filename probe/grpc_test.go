@@ -24,10 +24,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 	"github.com/health-check-proxy/health-check-proxy/probe"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 )
 
 // grpcTestTimeout bounds each run against a server that answers; it is generous so that a loaded CI
@@ -170,57 +170,18 @@ func TestGRPCServingStatusChanges(t *testing.T) {
 	}
 }
 
-// mtlsFiles are the certificates of a mutual-TLS gRPC test, written to files as the probe reads them.
-type mtlsFiles struct {
-	serverTLS                 *tls.Config // requires and verifies a client certificate
-	caFile, certFile, keyFile string      // the probe's: CA, client certificate and key
-	foreignCAFile             string      // a CA that issued nothing the server uses
-	foreignCert, foreignKey   string      // a client certificate from the foreign CA
-}
-
-func newMTLSFiles(t *testing.T) mtlsFiles {
-	t.Helper()
-	dir := t.TempDir()
-	ca, err := testutil.NewCA("test CA", testutil.ECDSAP256)
-	require.NoError(t, err)
-	serverLeaf, err := ca.Server("grpc server", []string{"localhost", "grpc.test"}, []net.IP{net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	clientLeaf, err := ca.Client("probe")
-	require.NoError(t, err)
-	foreign, err := testutil.NewCA("foreign CA", testutil.ECDSAP256)
-	require.NoError(t, err)
-	foreignLeaf, err := foreign.Client("stranger")
-	require.NoError(t, err)
-
-	var f mtlsFiles
-	f.serverTLS = &tls.Config{
-		Certificates: []tls.Certificate{serverLeaf.TLS},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.Pool(),
-	}
-	f.caFile, err = ca.WriteFile(dir, "ca")
-	require.NoError(t, err)
-	f.certFile, f.keyFile, err = clientLeaf.WriteFiles(dir, "client")
-	require.NoError(t, err)
-	f.foreignCAFile, err = foreign.WriteFile(dir, "foreign-ca")
-	require.NoError(t, err)
-	f.foreignCert, f.foreignKey, err = foreignLeaf.WriteFiles(dir, "foreign-client")
-	require.NoError(t, err)
-	return f
-}
-
 func TestGRPCSMutualTLS(t *testing.T) {
-	files := newMTLSFiles(t)
-	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: p.MTLSConfig(p.Server)})
 	server.Health.SetServingStatus("app.NotServing", healthpb.HealthCheckResponse_NOT_SERVING)
 	_, port, err := net.SplitHostPort(server.Addr)
 	require.NoError(t, err)
-	withClientCert := probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile}
+	withClientCert := probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey}
 
 	// An HTTPS server with HTTP/2 that is not gRPC: every path is 404.
 	notGRPC := httptest.NewUnstartedServer(http.NotFoundHandler())
 	notGRPC.EnableHTTP2 = true
-	notGRPC.TLS = &tls.Config{Certificates: files.serverTLS.Certificates}
+	notGRPC.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}}
 	notGRPC.StartTLS()
 	t.Cleanup(notGRPC.Close)
 
@@ -228,36 +189,36 @@ func TestGRPCSMutualTLS(t *testing.T) {
 		name        string
 		url         string
 		service     string
-		tls         probe.TLSFiles
+		tls         probe.TLSOptions
 		want        probe.Result
 		wantLine    []string
 		wantVerbose []string
 	}{
 		{name: "client certificate, SERVING", url: "grpcs://" + server.Addr, tls: withClientCert, want: probe.Healthy,
-			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=grpc server"`, "ALPN h2", "SERVING"}},
+			wantVerbose: []string{"connected to tcp 127.0.0.1:", "TLS handshake in", "TLS 1.3", `server certificate "CN=health-check test server"`, "ALPN h2", "SERVING"}},
 		{name: "client certificate, by DNS name", url: "grpcs://localhost:" + port, tls: withClientCert, want: probe.Healthy},
 		{name: "server name overrides the host", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "grpc.test"},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey, ServerName: "grpc.test"},
 			want: probe.Healthy},
 		{name: "client certificate, NOT_SERVING", url: "grpcs://" + server.Addr, service: "app.NotServing", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "grpc.health.v1.Health/Check", "status NOT_SERVING"}},
 		{name: "client certificate, unknown service", url: "grpcs://" + server.Addr, service: "nope", tls: withClientCert,
 			want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND"}},
-		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSFiles{CACert: files.caFile},
+		{name: "no client certificate", url: "grpcs://" + server.Addr, tls: probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: certificate required"}},
 		{name: "client certificate from a foreign CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.OtherClientCert, Key: p.OtherClientKey},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "the server closed the connection: remote error: tls: unknown certificate authority"}},
 		{name: "server certificate from an unknown CA", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.foreignCAFile, Cert: files.certFile, Key: files.keyFile},
+			tls:  probe.TLSOptions{CACert: p.OtherCAFile, Cert: p.ClientCert, Key: p.ClientKey},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "certificate signed by unknown authority"}},
 		{name: "server name not in the certificate", url: "grpcs://" + server.Addr,
-			tls:  probe.TLSFiles{CACert: files.caFile, Cert: files.certFile, Key: files.keyFile, ServerName: "other.test"},
+			tls:  probe.TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey, ServerName: "other.test"},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "other.test"}},
 		{name: "plain gRPC client against the TLS server", url: "grpc://" + server.Addr,
 			want: probe.Unreachable, wantLine: []string{"unreachable: "}},
 		{name: "HTTPS server with h2 that is not gRPC", url: "grpcs://" + notGRPC.Listener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "not a gRPC server: HTTP 404 Not Found"}},
 		{name: "nothing listening", url: "grpcs://" + closedPort(t), tls: withClientCert,
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "connection refused"}},
@@ -281,11 +242,11 @@ func TestGRPCSMutualTLS(t *testing.T) {
 // A server that rejects the client certificate after a TLS 1.3 handshake closes the connection while
 // the probe still writes a long request: the failure says why, not "broken pipe".
 func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
-	files := newMTLSFiles(t)
-	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: files.serverTLS})
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{TLS: p.MTLSConfig(p.Server)})
 	for range 5 {
 		config := grpcConfig(t, "grpcs://"+server.Addr)
-		config.TLS = probe.TLSFiles{CACert: files.caFile, Cert: files.foreignCert, Key: files.foreignKey}
+		config.TLS = probe.TLSOptions{CACert: p.CAFile, Cert: p.OtherClientCert, Key: p.OtherClientKey}
 		config.GRPCService = strings.Repeat("s", 60000)
 		report := probe.Run(context.Background(), config, nil)
 		assert.Equal(t, probe.Unreachable, report.Result, report.Detail)
@@ -294,7 +255,7 @@ func TestGRPCSRejectedDuringTheRequest(t *testing.T) {
 }
 
 func TestGRPCNotGRPCServers(t *testing.T) {
-	files := newMTLSFiles(t)
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
 	http1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
@@ -302,12 +263,12 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 	http1TLS := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	}))
-	http1TLS.TLS = &tls.Config{Certificates: files.serverTLS.Certificates} // ALPN offers http/1.1 only
+	http1TLS.TLS = &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}} // ALPN offers http/1.1 only
 	http1TLS.StartTLS()
 	t.Cleanup(http1TLS.Close)
 
 	// A TLS server that ignores ALPN and speaks HTTP/1.
-	noALPNListener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: files.serverTLS.Certificates})
+	noALPNListener, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}})
 	require.NoError(t, err)
 	noALPN := &http.Server{Handler: http.NotFoundHandler(), ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = noALPN.Serve(noALPNListener) }()
@@ -325,17 +286,17 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 	tests := []struct {
 		name     string
 		url      string
-		tls      probe.TLSFiles
+		tls      probe.TLSOptions
 		want     probe.Result
 		wantLine []string
 	}{
 		{name: "HTTP/1 server on grpc://", url: "grpc://" + http1.Listener.Addr().String(),
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", `not a gRPC server: it answered "HTTP/1.1 200 OK", not HTTP/2`}},
 		{name: "HTTPS server without h2 on grpcs://", url: "grpcs://" + http1TLS.Listener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2)"}},
 		{name: "TLS server that ignores ALPN on grpcs://", url: "grpcs://" + noALPNListener.Addr().String(),
-			tls:  probe.TLSFiles{CACert: files.caFile},
+			tls:  probe.TLSOptions{CACert: p.CAFile},
 			want: probe.Unreachable, wantLine: []string{"unreachable: ", "not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): it selected no protocol"}},
 		{name: "h2c server that answers text/plain", url: "grpc://" + h2cText,
 			want: probe.Unhealthy, wantLine: []string{"unhealthy: ", `not a gRPC server: content-type "text/plain"`}},
@@ -365,7 +326,7 @@ func TestGRPCNotGRPCServers(t *testing.T) {
 }
 
 func TestGRPCBlackHole(t *testing.T) {
-	files := newMTLSFiles(t)
+	p := testutil.TestPKI(t, testutil.ECDSAP256)
 	const timeout = 300 * time.Millisecond
 	// margin is how long past -timeout a run may end: a few milliseconds on an idle machine, the rest
 	// room for CI, where other packages compile meanwhile (probe's own tests use timeoutMargin).
@@ -374,12 +335,12 @@ func TestGRPCBlackHole(t *testing.T) {
 	tests := []struct {
 		name    string
 		url     string
-		tls     probe.TLSFiles
+		tls     probe.TLSOptions
 		retries int
 	}{
 		{name: "grpc", url: "grpc://" + hole},
 		{name: "grpc with retries", url: "grpc://" + hole, retries: 3},
-		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSFiles{CACert: files.caFile}},
+		{name: "grpcs, stuck in the TLS handshake", url: "grpcs://" + hole, tls: probe.TLSOptions{CACert: p.CAFile}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -444,146 +405,6 @@ func frame(message []byte) []byte {
 	return append(out, message...)
 }
 
-var serviceNames = []struct {
-	name    string
-	service string
-}{
-	{"empty (the whole server)", ""},
-	{"ascii", "grpc.health.v1.Health"},
-	{"one byte", "x"},
-	{"127 bytes, the longest one-byte length", strings.Repeat("a", 127)},
-	{"128 bytes, a two-byte length", strings.Repeat("b", 128)},
-	{"300 bytes", strings.Repeat("package.Service/", 18) + "abcdefghijkl"},
-	{"17000 bytes, a three-byte length", strings.Repeat("c", 17000)},
-	{"unicode", "сервис.健康/✓"},
-}
-
-func TestEncodeHealthCheckRequestMatchesProtobuf(t *testing.T) {
-	for _, tt := range serviceNames {
-		t.Run(tt.name, func(t *testing.T) {
-			want, err := proto.Marshal(&healthpb.HealthCheckRequest{Service: tt.service})
-			require.NoError(t, err)
-			got := probe.EncodeHealthCheckRequest(tt.service)
-			require.GreaterOrEqual(t, len(got), 5)
-			assert.Equal(t, byte(0), got[0], "compressed flag")
-			assert.Equal(t, uint32(len(got)-5), binary.BigEndian.Uint32(got[1:5]), "length prefix")
-			assert.Equal(t, want, got[5:], "message bytes")
-
-			var decoded healthpb.HealthCheckRequest
-			require.NoError(t, proto.Unmarshal(got[5:], &decoded))
-			assert.Equal(t, tt.service, decoded.GetService())
-		})
-	}
-}
-
-func TestDecodeHealthCheckResponseMatchesProtobuf(t *testing.T) {
-	statuses := []healthpb.HealthCheckResponse_ServingStatus{
-		healthpb.HealthCheckResponse_UNKNOWN,
-		healthpb.HealthCheckResponse_SERVING,
-		healthpb.HealthCheckResponse_NOT_SERVING,
-		healthpb.HealthCheckResponse_SERVICE_UNKNOWN,
-		7,  // a value a newer health.proto might add
-		-1, // negative enums are 10-byte varints
-	}
-	for _, status := range statuses {
-		t.Run(status.String(), func(t *testing.T) {
-			message, err := proto.Marshal(&healthpb.HealthCheckResponse{Status: status})
-			require.NoError(t, err)
-			got, err := probe.DecodeHealthCheckResponse(frame(message))
-			require.NoError(t, err)
-			assert.Equal(t, int32(status), int32(got))
-			if status >= 0 && status <= 3 {
-				assert.Equal(t, status.String(), got.String())
-			}
-		})
-	}
-	t.Run("names of the probe's constants", func(t *testing.T) {
-		assert.Equal(t, healthpb.HealthCheckResponse_SERVING.String(), probe.StatusServing.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING.String(), probe.StatusNotServing.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_SERVICE_UNKNOWN.String(), probe.StatusServiceUnknown.String())
-		assert.Equal(t, healthpb.HealthCheckResponse_UNKNOWN.String(), probe.StatusUnknown.String())
-		assert.Equal(t, "ServingStatus(7)", probe.ServingStatus(7).String())
-	})
-}
-
-func TestDecodeHealthCheckResponseSkipsUnknownFields(t *testing.T) {
-	status := func(b []byte, v uint64) []byte {
-		return protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.VarintType), v)
-	}
-	unknown := func(b []byte) []byte {
-		b = protowire.AppendVarint(protowire.AppendTag(b, 2, protowire.VarintType), 1<<40)
-		b = protowire.AppendFixed64(protowire.AppendTag(b, 3, protowire.Fixed64Type), 0x0a01020304050607)
-		b = protowire.AppendBytes(protowire.AppendTag(b, 4, protowire.BytesType), []byte{0x08, 0x02, 0x0a})
-		b = protowire.AppendFixed32(protowire.AppendTag(b, 5, protowire.Fixed32Type), 0x08020802)
-		b = protowire.AppendVarint(protowire.AppendTag(b, protowire.MaxValidNumber, protowire.VarintType), 2)
-		return b
-	}
-	tests := []struct {
-		name    string
-		message []byte
-		want    probe.ServingStatus
-	}{
-		{"unknown fields before the status", status(unknown(nil), 1), probe.StatusServing},
-		{"unknown fields after the status", unknown(status(nil, 2)), probe.StatusNotServing},
-		{"only unknown fields", unknown(nil), probe.StatusUnknown},
-		{"status repeated: the last wins", status(status(nil, 2), 1), probe.StatusServing},
-		{"non-minimal varint", []byte{0x08, 0x81, 0x80, 0x00}, probe.StatusServing},
-		{"empty message", nil, probe.StatusUnknown},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var want healthpb.HealthCheckResponse
-			require.NoError(t, proto.Unmarshal(tt.message, &want), "the test's message must be valid protobuf")
-			require.Equal(t, int32(tt.want), int32(want.GetStatus()), "protobuf disagrees with the test")
-			got, err := probe.DecodeHealthCheckResponse(frame(tt.message))
-			require.NoError(t, err)
-			assert.Equal(t, tt.want, got)
-		})
-	}
-}
-
-func TestDecodeHealthCheckResponseRejectsMalformed(t *testing.T) {
-	long := make([]byte, 5+5000)
-	binary.BigEndian.PutUint32(long[1:5], 5000)
-	tests := []struct {
-		name    string
-		frame   []byte
-		wantErr string
-	}{
-		{"nothing", nil, "shorter than its 5-byte prefix"},
-		{"four bytes", []byte{0, 0, 0, 0}, "shorter than its 5-byte prefix"},
-		{"compressed", []byte{1, 0, 0, 0, 2, 0x08, 0x01}, "compressed"},
-		{"prefix longer than the message", []byte{0, 0, 0, 0, 3, 0x08, 0x01}, "prefix says 3"},
-		{"prefix shorter than the message", []byte{0, 0, 0, 0, 1, 0x08, 0x01}, "prefix says 1"},
-		{"two messages", []byte{0, 0, 0, 0, 2, 0x08, 0x01, 0, 0, 0, 0, 2, 0x08, 0x01}, "prefix says 2"},
-		{"huge prefix", []byte{0, 0xff, 0xff, 0xff, 0xff}, "too long"},
-		{"message over the limit", long, "too long"},
-		{"truncated key", frame([]byte{0x88}), "bad field key"},
-		{"field number 0", frame([]byte{0x00, 0x01}), "field number 0"},
-		{"field number 2^29, one past the largest", frame(protowire.AppendVarint(protowire.AppendVarint(nil, 1<<29<<3), 1)), "field number 536870912"},
-		{"wire type 3 (group start)", frame([]byte{0x0b}), "wire type 3"},
-		{"wire type 4 (group end)", frame([]byte{0x0c}), "wire type 4"},
-		{"wire type 6", frame([]byte{0x0e, 0x01}), "wire type 6"},
-		{"wire type 7", frame([]byte{0x0f, 0x01}), "wire type 7"},
-		{"truncated status varint", frame([]byte{0x08}), "bad varint"},
-		{"truncated status varint continuation", frame([]byte{0x08, 0x80}), "bad varint"},
-		{"varint over 64 bits", frame([]byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}), "bad varint"},
-		{"truncated fixed64", frame([]byte{0x11, 1, 2, 3}), "truncated"},
-		{"truncated fixed32", frame([]byte{0x15, 1, 2}), "truncated"},
-		{"bytes longer than the message", frame([]byte{0x12, 0x05, 1, 2}), "bad length"},
-		{"bytes with a huge length", frame([]byte{0x12, 0xff, 0xff, 0xff, 0xff, 0x0f}), "bad length"},
-		{"status as bytes", frame([]byte{0x0a, 0x01, 0x01}), "status has wire type 2"},
-		{"status as fixed32", frame([]byte{0x0d, 1, 0, 0, 0}), "status has wire type 5"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := probe.DecodeHealthCheckResponse(tt.frame)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.wantErr)
-		})
-	}
-}
-
 // fakeH2Request is what a fake HTTP/2 server read from the probe.
 type fakeH2Request struct {
 	header   map[string]string
@@ -591,7 +412,10 @@ type fakeH2Request struct {
 	settings map[http2.SettingID]uint32
 }
 
-// fakeH2Conn is one connection of a fake HTTP/2 server, after it read the probe's request.
+// fakeH2Conn is one connection of a fake HTTP/2 server, after it read the probe's request. Its
+// methods run on the server's goroutine: they report a failed write with assert (t.Errorf), never
+// with require, whose FailNow must run on the test's goroutine. The test then fails, and the probe
+// sees a broken answer; fakeH2's cleanup waits for the server to finish.
 type fakeH2Conn struct {
 	*http2.Framer
 	t    *testing.T
@@ -600,11 +424,14 @@ type fakeH2Conn struct {
 	buf  bytes.Buffer
 }
 
+// ok reports err, if any, as a failure of the test.
+func (c *fakeH2Conn) ok(err error) { assert.NoError(c.t, err) }
+
 // block encodes header fields, given as name, value pairs, into a header block.
 func (c *fakeH2Conn) block(fields ...string) []byte {
 	c.buf.Reset()
 	for i := 0; i+1 < len(fields); i += 2 {
-		require.NoError(c.t, c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}))
+		c.ok(c.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]}))
 	}
 	return bytes.Clone(c.buf.Bytes())
 }
@@ -614,22 +441,22 @@ func (c *fakeH2Conn) block(fields ...string) []byte {
 func (c *fakeH2Conn) headers(endStream bool, chunk int, block []byte) {
 	first := block[:min(chunk, len(block))]
 	rest := block[len(first):]
-	require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}))
+	c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}))
 	for len(rest) > 0 {
 		n := min(chunk, len(rest))
-		require.NoError(c.t, c.WriteContinuation(1, n == len(rest), rest[:n]))
+		c.ok(c.WriteContinuation(1, n == len(rest), rest[:n]))
 		rest = rest[n:]
 	}
 }
 
 // hangUp closes the server's side of the connection.
-func (c *fakeH2Conn) hangUp() { require.NoError(c.t, c.conn.(*net.TCPConn).CloseWrite()) }
+func (c *fakeH2Conn) hangUp() { c.ok(c.conn.(*net.TCPConn).CloseWrite()) }
 
 // answer writes a whole gRPC answer: SETTINGS, headers, a message and grpc-status 0 in the trailers.
 func (c *fakeH2Conn) answer(message []byte) {
-	require.NoError(c.t, c.WriteSettings())
+	c.ok(c.WriteSettings())
 	c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-	require.NoError(c.t, c.WriteData(1, false, message))
+	c.ok(c.WriteData(1, false, message))
 	c.headers(true, 1<<14, c.block("grpc-status", "0"))
 }
 
@@ -701,40 +528,40 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 	}{
 		{name: "a well-formed answer", want: probe.Healthy, serve: func(c *fakeH2Conn) { c.answer(serving) }},
 		{name: "padding and priority on HEADERS and DATA", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}))
-			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, PadLength: 200,
+			c.ok(c.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20}))
+			c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, PadLength: 200,
 				Priority:      http2.PriorityParam{StreamDep: 0, Weight: 15, Exclusive: true},
 				BlockFragment: c.block(":status", "200", "content-type", "application/grpc+proto")}))
-			require.NoError(c.t, c.WriteDataPadded(1, false, serving[:3], make([]byte, 255)))
-			require.NoError(c.t, c.WriteDataPadded(1, false, serving[3:], []byte{}))
-			require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 1,
+			c.ok(c.WriteDataPadded(1, false, serving[:3], make([]byte, 255)))
+			c.ok(c.WriteDataPadded(1, false, serving[3:], []byte{}))
+			c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 1,
 				BlockFragment: c.block("grpc-status", "0")}))
 		}},
 		{name: "header blocks split into CONTINUATION frames", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(false, 3, c.block(":status", "200", "content-type", "application/grpc", "x-filler", strings.Repeat("x", 100)))
-			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.ok(c.WriteData(1, false, serving))
 			c.headers(true, 1, c.block("grpc-status", "0", "grpc-message", ""))
 		}},
 		{name: "an informational answer first", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(false, 1<<14, c.block(":status", "103", "link", "</x>"))
 			c.answer(serving)
 		}},
 		{name: "frames the probe must ignore or acknowledge", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}))
-			require.NoError(c.t, c.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
-			require.NoError(c.t, c.WriteWindowUpdate(0, 1<<20))
-			require.NoError(c.t, c.WriteWindowUpdate(1, 1<<20))
-			require.NoError(c.t, c.WritePriority(1, http2.PriorityParam{Weight: 1}))
-			require.NoError(c.t, c.WriteRawFrame(0x20, 0xff, 1, []byte("an unknown frame type")))
-			require.NoError(c.t, c.WriteData(3, true, []byte("another stream")))
-			require.NoError(c.t, c.WriteRSTStream(3, http2.ErrCodeCancel))
+			c.ok(c.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}))
+			c.ok(c.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+			c.ok(c.WriteWindowUpdate(0, 1<<20))
+			c.ok(c.WriteWindowUpdate(1, 1<<20))
+			c.ok(c.WritePriority(1, http2.PriorityParam{Weight: 1}))
+			c.ok(c.WriteRawFrame(0x20, 0xff, 1, []byte("an unknown frame type")))
+			c.ok(c.WriteData(3, true, []byte("another stream")))
+			c.ok(c.WriteRSTStream(3, http2.ErrCodeCancel))
 			// The probe acknowledges the SETTINGS and the PING before it waits for more.
 			var sawSettingsAck, sawPingAck bool
 			for !sawSettingsAck || !sawPingAck {
 				f, err := c.ReadFrame()
-				require.NoError(c.t, err)
+				c.ok(err)
 				switch f := f.(type) {
 				case *http2.SettingsFrame:
 					sawSettingsAck = f.IsAck()
@@ -743,58 +570,58 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 				}
 			}
 			c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-			require.NoError(c.t, c.WriteData(1, false, serving))
+			c.ok(c.WriteData(1, false, serving))
 			c.headers(true, 1<<14, c.block("grpc-status", "0"))
 		}},
 		{name: "graceful GOAWAY that still serves the call", want: probe.Healthy, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
-			require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, []byte("draining")))
+			c.ok(c.WriteSettings())
+			c.ok(c.WriteGoAway(1, http2.ErrCodeNo, []byte("draining")))
 			c.answer(serving)
 		}},
 		{name: "trailers-only NOT_FOUND", want: probe.Unhealthy, wantLine: []string{"grpc-status NOT_FOUND: unknown service"}, serve: func(c *fakeH2Conn) {
-			require.NoError(c.t, c.WriteSettings())
+			c.ok(c.WriteSettings())
 			c.headers(true, 1<<14, c.block(":status", "200", "content-type", "application/grpc", "grpc-status", "5", "grpc-message", "unknown service"))
 		}},
 		{name: "GOAWAY before the answer", want: probe.Unreachable,
 			wantLine: []string{`unreachable: `, `the server closed the connection: GOAWAY ENHANCE_YOUR_CALM "too_many_pings??[1m"`},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings\n\x1b[1m")))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings\n\x1b[1m")))
 			}},
 		{name: "graceful GOAWAY without our stream", want: probe.Unreachable,
 			wantLine: []string{`the server closed the connection: GOAWAY NO_ERROR "shutting down"`},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(0, http2.ErrCodeNo, []byte("shutting down")))
 			}},
 		{name: "graceful GOAWAY, then the server closes", want: probe.Unreachable,
 			wantLine: []string{"the server closed the connection without an answer (after GOAWAY NO_ERROR)"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteGoAway(1, http2.ErrCodeNo, nil))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteGoAway(1, http2.ErrCodeNo, nil))
 				c.hangUp()
 			}},
 		{name: "RST_STREAM REFUSED_STREAM", want: probe.Unhealthy, wantLine: []string{"unhealthy: ", "the server reset the call: REFUSED_STREAM"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeRefusedStream))
+				c.ok(c.WriteSettings())
+				c.ok(c.WriteRSTStream(1, http2.ErrCodeRefusedStream))
 			}},
 		{name: "RST_STREAM after the headers", want: probe.Unhealthy, wantLine: []string{"the server reset the call: INTERNAL_ERROR"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteRSTStream(1, http2.ErrCodeInternal))
+				c.ok(c.WriteRSTStream(1, http2.ErrCodeInternal))
 			}},
 		{name: "a frame over the maximum frame size", want: probe.Unreachable,
 			wantLine: []string{"a frame of 16385 bytes, over the maximum frame size of 16384 (FRAME_SIZE_ERROR)"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteData(1, false, make([]byte, 1<<14+1)))
+				c.ok(c.WriteData(1, false, make([]byte, 1<<14+1)))
 			}},
 		{name: "a header list over the limit", want: probe.Unreachable, wantLine: []string{"the answer's header block is over 16384 bytes"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				big := strings.Repeat("v", 6000)
 				c.headers(false, 1<<14, c.block(":status", "200", "a", big, "b", big, "c", big))
 			}},
@@ -805,51 +632,51 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			}},
 		{name: "a frame inside a header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: frame type 6 inside a header block"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				block := c.block(":status", "200", "content-type", "application/grpc")
-				require.NoError(c.t, c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:2]}))
-				require.NoError(c.t, c.WritePing(false, [8]byte{}))
+				c.ok(c.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:2]}))
+				c.ok(c.WritePing(false, [8]byte{}))
 			}},
 		{name: "a broken header block", want: probe.Unreachable, wantLine: []string{"HTTP/2 protocol error: bad header block"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 			}},
 		{name: "padding longer than its frame", want: probe.Unreachable, wantLine: []string{"padding longer than its frame"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
-				require.NoError(c.t, c.WriteRawFrame(http2.FrameData, http2.FlagDataPadded, 1, []byte{9, 1, 2}))
+				c.ok(c.WriteRawFrame(http2.FrameData, http2.FlagDataPadded, 1, []byte{9, 1, 2}))
 			}},
 		{name: "PUSH_PROMISE", want: probe.Unreachable, wantLine: []string{"PUSH_PROMISE, though push is disabled"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
-				require.NoError(c.t, c.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
+				c.ok(c.WriteSettings())
+				c.ok(c.WritePushPromise(http2.PushPromiseParam{StreamID: 1, PromiseID: 2, EndHeaders: true,
 					BlockFragment: c.block(":method", "GET", ":path", "/")}))
 			}},
 		{name: "the server closes in the middle of the answer", want: probe.Unreachable,
 			wantLine: []string{"the server closed the connection before the end of the answer"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
 				c.hangUp()
 			}},
 		{name: "an answer over the message limit", want: probe.Unhealthy, wantLine: []string{"bad answer: message of 5000 bytes is too long"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "200", "content-type", "application/grpc"))
 				long := frame(make([]byte, 5000))
-				require.NoError(c.t, c.WriteData(1, false, long[:3000]))
-				require.NoError(c.t, c.WriteData(1, false, long[3000:]))
+				c.ok(c.WriteData(1, false, long[:3000]))
+				c.ok(c.WriteData(1, false, long[3000:]))
 				c.headers(true, 1<<14, c.block("grpc-status", "0"))
 			}},
 		{name: "two messages", want: probe.Unhealthy, wantLine: []string{"bad answer: message is 9 bytes, its prefix says 2"},
 			serve: func(c *fakeH2Conn) { c.answer(append(bytes.Clone(serving), serving...)) }},
 		{name: "HTTP 503 without a body's end", want: probe.Unhealthy, wantLine: []string{"not a gRPC server: HTTP 503 Service Unavailable"},
 			serve: func(c *fakeH2Conn) {
-				require.NoError(c.t, c.WriteSettings())
+				c.ok(c.WriteSettings())
 				c.headers(false, 1<<14, c.block(":status", "503"))
-				require.NoError(c.t, c.WriteData(1, false, []byte("upstream connect error")))
+				c.ok(c.WriteData(1, false, []byte("upstream connect error")))
 			}},
 	}
 	for _, tt := range tests {
@@ -870,7 +697,7 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			assert.Equal(t, "trailers", req.header["te"])
 			assert.Equal(t, "health-check/test", req.header["user-agent"])
 			assert.Regexp(t, `^[0-9]{1,8}m$`, req.header["grpc-timeout"])
-			assert.Equal(t, probe.EncodeHealthCheckRequest("app.Service"), req.body)
+			assert.Equal(t, grpchealth.EncodeRequest("app.Service"), req.body)
 			assert.Equal(t, uint32(0), req.settings[http2.SettingEnablePush])
 		})
 	}

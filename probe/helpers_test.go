@@ -2,7 +2,6 @@ package probe
 
 import (
 	"context"
-	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,61 +14,22 @@ import (
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
 
-// pki is the TLS material of one test: a CA, a server certificate for localhost, 127.0.0.1 and ::1,
-// a client certificate, a client certificate from a foreign CA, all written to files.
-type pki struct {
-	ca, foreignCA                       *testutil.CA
-	server, client, foreign             *testutil.Leaf
-	dir                                 string
-	caFile, foreignCAFile               string
-	clientCert, clientKey               string
-	foreignClientCert, foreignClientKey string
+// newPKI is the test PKI (testutil.TestPKI): a CA, a server certificate for localhost, 127.0.0.1 and
+// ::1, a client certificate, and a client certificate from another CA, all written to files.
+func newPKI(t *testing.T, keyType testutil.KeyType) *testutil.PKI {
+	return testutil.TestPKI(t, keyType)
 }
 
-func newPKI(t *testing.T, keyType testutil.KeyType) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir()}
-	var err error
-	p.ca, err = testutil.NewCA("test CA", keyType)
-	require.NoError(t, err)
-	p.foreignCA, err = testutil.NewCA("foreign CA", keyType)
-	require.NoError(t, err)
-	p.server, err = p.ca.Server("server", []string{"localhost", "api.internal"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
-	require.NoError(t, err)
-	p.client, err = p.ca.Client("client")
-	require.NoError(t, err)
-	p.foreign, err = p.foreignCA.Client("intruder")
-	require.NoError(t, err)
-	p.caFile, err = p.ca.WriteFile(p.dir, "ca")
-	require.NoError(t, err)
-	p.foreignCAFile, err = p.foreignCA.WriteFile(p.dir, "foreign-ca")
-	require.NoError(t, err)
-	p.clientCert, p.clientKey, err = p.client.WriteFiles(p.dir, "client")
-	require.NoError(t, err)
-	p.foreignClientCert, p.foreignClientKey, err = p.foreign.WriteFiles(p.dir, "foreign")
-	require.NoError(t, err)
-	return p
-}
-
-// mTLSConfig is a server TLS config that requires a client certificate from the test CA.
-func (p *pki) mTLSConfig(server *testutil.Leaf) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{server.TLS},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p.ca.Pool(),
-	}
-}
-
-// clientFiles is the probe's TLS configuration with the test CA and client certificate.
-func (p *pki) clientFiles() TLSFiles {
-	return TLSFiles{CACert: p.caFile, Cert: p.clientCert, Key: p.clientKey}
+// clientTLS is the probe's TLS options with the test CA and client certificate.
+func clientTLS(p *testutil.PKI) TLSOptions {
+	return TLSOptions{CACert: p.CAFile, Cert: p.ClientCert, Key: p.ClientKey}
 }
 
 // startMTLS serves handler over TLS that requires the test CA's client certificates.
-func startMTLS(t *testing.T, p *pki, handler http.Handler) *httptest.Server {
+func startMTLS(t *testing.T, p *testutil.PKI, handler http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(handler)
-	srv.TLS = p.mTLSConfig(p.server)
+	srv.TLS = p.MTLSConfig(p.Server)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv

@@ -119,12 +119,12 @@ func TestHTTPChecks(t *testing.T) {
 		{name: "no client certificate", url: srv.URL + "/healthz", want: Unreachable,
 			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }, inLine: []string{"certificate required"}},
 		{name: "client certificate from a foreign CA", url: srv.URL + "/healthz", want: Unreachable,
-			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.foreignClientCert, p.foreignClientKey },
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.OtherClientCert, p.OtherClientKey },
 			inLine:    []string{"unreachable:", "tls: "}},
 		{name: "server verified by the wrong CA", url: srv.URL + "/healthz", want: Unreachable,
-			configure: func(c *Config) { c.TLS.CACert = p.foreignCAFile }, inLine: []string{"certificate signed by unknown authority"}},
+			configure: func(c *Config) { c.TLS.CACert = p.OtherCAFile }, inLine: []string{"certificate signed by unknown authority"}},
 		{name: "insecure skips verification", url: srv.URL + "/healthz", want: Healthy,
-			configure: func(c *Config) { c.TLS.CACert, c.TLS.Insecure = p.foreignCAFile, true }},
+			configure: func(c *Config) { c.TLS.CACert, c.TLS.Insecure = p.OtherCAFile, true }},
 		{name: "server name override that the certificate has", url: srv.URL + "/healthz", want: Healthy,
 			configure: func(c *Config) { c.TLS.ServerName = "api.internal" }},
 		{name: "server name override that the certificate lacks", url: srv.URL + "/healthz", want: Unreachable,
@@ -135,14 +135,14 @@ func TestHTTPChecks(t *testing.T) {
 			inLine: []string{"500"}, notInLine: []string{"\x1b", "\r", "\n", "\x00"}},
 		{name: "nothing listening", url: "https://" + closedPort(t) + "/healthz", want: Unreachable, inLine: []string{"connection refused"}},
 		{name: "plain http to a TLS server", url: "http://" + host + "/healthz", want: Unhealthy, inLine: []string{"400"},
-			configure: func(c *Config) { c.TLS = TLSFiles{} }},
+			configure: func(c *Config) { c.TLS = TLSOptions{} }},
 		{name: "unknown host", url: "https://no-such-host.invalid/healthz", want: Unreachable, inLine: []string{"no-such-host.invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig(t, tt.url)
 			if c.Target.Scheme == "https" {
-				c.TLS = p.clientFiles()
+				c.TLS = clientTLS(p)
 			}
 			if tt.configure != nil {
 				tt.configure(c)
@@ -176,7 +176,7 @@ func TestHTTPRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	}))
 
 	c := testConfig(t, srv.URL+"/healthz")
-	c.TLS = p.clientFiles()
+	c.TLS = clientTLS(p)
 	report := run(c)
 	assert.Equal(t, Healthy, report.Result, "a 302 is in the default 200-399: %s", report.Line())
 	assert.Contains(t, report.Detail, "302")
@@ -232,7 +232,7 @@ func TestHTTPRedirectsStayInTheirOrigin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig(t, srv.URL+tt.path)
-			c.TLS = p.clientFiles()
+			c.TLS = clientTLS(p)
 			c.Header = map[string][]string{"Authorization": {"Bearer s3cret"}}
 			var verbose bytes.Buffer
 			report := Run(t.Context(), c, &verbose)
@@ -420,18 +420,18 @@ func TestCertificateRotation(t *testing.T) {
 	p := newPKI(t, testutil.ECDSAP256)
 	srv := startMTLS(t, p, healthHandler())
 	c := testConfig(t, srv.URL+"/healthz")
-	c.TLS = p.clientFiles()
+	c.TLS = clientTLS(p)
 	require.Equal(t, Healthy, run(c).Result)
 
 	// The mounted secret now holds a certificate the server does not trust...
-	copyFile(t, p.foreignClientCert, p.clientCert)
-	copyFile(t, p.foreignClientKey, p.clientKey)
+	copyFile(t, p.OtherClientCert, p.ClientCert)
+	copyFile(t, p.OtherClientKey, p.ClientKey)
 	assert.Equal(t, Unreachable, run(c).Result)
 
 	// ...and then a fresh one from the right CA.
-	fresh, err := p.ca.Client("client, rotated")
+	fresh, err := p.CA.Client("client, rotated")
 	require.NoError(t, err)
-	_, _, err = fresh.WriteFiles(p.dir, "client")
+	_, _, err = fresh.WriteFiles(p.Dir, "client")
 	require.NoError(t, err)
 	assert.Equal(t, Healthy, run(c).Result)
 }
@@ -458,7 +458,7 @@ func TestKeyExchange(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig(t, srv.URL+"/healthz")
-			c.TLS = p.clientFiles()
+			c.TLS = clientTLS(p)
 			c.TLS.PostQuantum = tt.postQuantum
 			var verbose bytes.Buffer
 			report := Run(t.Context(), c, &verbose)

@@ -7,8 +7,8 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/printable"
 )
 
 // Result is the verdict of a check, from best to worst.
@@ -63,21 +63,21 @@ func (r Result) String() string {
 	}
 }
 
-// UsageError is a configuration the check cannot start with: a bad flag, URL or value, or a
+// usageError is a configuration the check cannot start with: a bad flag, URL or value, or a
 // certificate or key file that is missing, unreadable or does not match.
-type UsageError struct{ Err error }
+type usageError struct{ Err error }
 
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
+func (e *usageError) Error() string { return e.Err.Error() }
+func (e *usageError) Unwrap() error { return e.Err }
 
-// usageErrorf builds a UsageError the way fmt.Errorf builds an error.
+// usageErrorf builds a usageError the way fmt.Errorf builds an error.
 func usageErrorf(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
+	return &usageError{Err: fmt.Errorf(format, args...)}
 }
 
-// IsUsage reports whether err is (or wraps) a UsageError.
-func IsUsage(err error) bool {
-	var usage *UsageError
+// isUsage reports whether err is (or wraps) a usageError.
+func isUsage(err error) bool {
+	var usage *usageError
 	return errors.As(err, &usage)
 }
 
@@ -85,33 +85,8 @@ func IsUsage(err error) bool {
 // Docker 4 KiB of a health check's; a line a person reads in `kubectl describe` is far shorter.
 const maxLineBytes = 512
 
-// sanitize makes s safe and short enough for the one output line: control characters (from a server's
-// status text, body or error) become '?', invalid UTF-8 is replaced, and a result over max bytes is cut
-// on a rune boundary and marked with "…".
-func sanitize(s string, max int) string {
-	if max < len("…") {
-		return ""
-	}
-	var b strings.Builder
-	cut := -1 // where s is cut, with room for "…", if it turns out too long
-	for _, r := range s {
-		switch {
-		case r == utf8.RuneError:
-			r = '?'
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029':
-			r = '?'
-		}
-		size := utf8.RuneLen(r)
-		if cut < 0 && b.Len()+size > max-len("…") {
-			cut = b.Len()
-		}
-		if b.Len()+size > max {
-			return b.String()[:cut] + "…"
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// sanitize makes text from a server safe for the one output line, and at most max bytes.
+func sanitize(s string, max int) string { return printable.Sanitize(s, max) }
 
 // oneLine joins a line's parts — "unhealthy: ", what was checked, why, " after 2 attempts" — into the
 // one output line: sanitized, and at most maxLineBytes. When it is too long, what was checked is cut

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -77,8 +76,9 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 			fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
 		}
 	}
+	scheme := lookupScheme(c.Target.Scheme) // Validate knows it
 	var tlsConfig *tls.Config
-	if usesTLS(c.Target.Scheme) {
+	if scheme.tls {
 		var err error
 		// Read the files at every run: a rotated certificate is used from the next run on.
 		if tlsConfig, err = c.TLS.Load(); err != nil {
@@ -93,7 +93,7 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 	deadline := start.Add(c.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	check := c.checker()
+	check := scheme.check
 	var last outcome
 	attempts := 0
 	for attempts <= c.Retries {
@@ -132,19 +132,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (c *Config) checker() checker {
-	switch c.Target.Scheme {
-	case "http", "https":
-		return checkHTTP
-	case "grpc", "grpcs":
-		return checkGRPC
-	case "tls":
-		return checkTLS
-	default:
-		return checkTCP
-	}
-}
-
 // describe says what a run checks, for the failure line.
 func (c *Config) describe() string {
 	if c.Target == nil {
@@ -154,14 +141,18 @@ func (c *Config) describe() string {
 	if c.UnixSocket != "" {
 		via = " via unix:" + c.UnixSocket
 	}
-	switch c.Target.Scheme {
-	case "http", "https":
+	kind := kindConnection
+	if s := lookupScheme(c.Target.Scheme); s != nil {
+		kind = s.kind
+	}
+	switch kind {
+	case kindHTTP:
 		method := c.Method
 		if method == "" {
 			method = "GET"
 		}
 		return method + " " + redacted(c.Target) + via
-	case "grpc", "grpcs":
+	case kindGRPC:
 		return fmt.Sprintf("grpc.health.v1.Health/Check(%q) %s%s", c.GRPCService, redacted(c.Target), via)
 	default:
 		return redacted(c.Target) + via
@@ -212,30 +203,6 @@ func RedactURL(raw string) string {
 		raw = raw[:start] + "…" + raw[start+at:]
 	}
 	return raw
-}
-
-// dial opens the connection of one attempt: the unix socket when one is configured, else TCP to addr.
-//
-// Unlike the kubelet's probe dialer, it sets no SO_LINGER. The kubelet's probes all leave their
-// sockets in the node's network namespace, thousands a minute; ours run inside the pod, one connection
-// a period. And with a linger time, Close waits for the server to acknowledge our FIN — up to a
-// delayed ACK, about 12 ms measured against grpc-go — in a process that is about to exit anyway.
-func dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
-	network := "tcp"
-	if c.UnixSocket != "" {
-		network, addr = "unix", c.UnixSocket
-	}
-	start := time.Now()
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	log("connected to %s %s in %s", network, conn.RemoteAddr(), since(start))
-	return conn, nil
-}
-
-func since(t time.Time) string {
-	return time.Since(t).Round(10 * time.Microsecond).String()
 }
 
 // errorText is an error's message for the failure line; a deadline running out reads as "timed out",

@@ -27,13 +27,13 @@ func startTLSListener(t *testing.T, config *tls.Config) string {
 
 func TestTCPAndTLSChecks(t *testing.T) {
 	p := newPKI(t, testutil.ECDSAP256)
-	mTLS13 := startTLSListener(t, p.mTLSConfig(p.server))
-	mTLS12config := p.mTLSConfig(p.server)
+	mTLS13 := startTLSListener(t, p.MTLSConfig(p.Server))
+	mTLS12config := p.MTLSConfig(p.Server)
 	mTLS12config.MaxVersion = tls.VersionTLS12
 	mTLS12 := startTLSListener(t, mTLS12config)
-	serverOnly := startTLSListener(t, &tls.Config{Certificates: []tls.Certificate{p.server.TLS}})
+	serverOnly := startTLSListener(t, &tls.Config{Certificates: []tls.Certificate{p.Server.TLS}})
 	plainTCP := blackHole(t)
-	expired, err := p.ca.ExpiredServer("server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	expired, err := p.CA.ExpiredServer("server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	expiredAddr := startTLSListener(t, &tls.Config{Certificates: []tls.Certificate{expired.TLS}})
 	_, mTLS13Port, _ := net.SplitHostPort(mTLS13)
@@ -53,14 +53,14 @@ func TestTCPAndTLSChecks(t *testing.T) {
 		{name: "tls 1.3 server rejects a missing client certificate", url: "tls://" + mTLS13, want: Unreachable,
 			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }, inLine: "certificate required"},
 		{name: "tls 1.3 server rejects a foreign client certificate", url: "tls://" + mTLS13, want: Unreachable,
-			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.foreignClientCert, p.foreignClientKey },
+			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = p.OtherClientCert, p.OtherClientKey },
 			inLine:    "server rejected the client certificate"},
 		{name: "tls 1.2 server rejects a missing client certificate", url: "tls://" + mTLS12, want: Unreachable,
 			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }},
 		{name: "tls without client authentication", url: "tls://" + serverOnly, want: Healthy,
 			configure: func(c *Config) { c.TLS.Cert, c.TLS.Key = "", "" }},
 		{name: "tls with the wrong CA", url: "tls://" + mTLS13, want: Unreachable,
-			configure: func(c *Config) { c.TLS.CACert = p.foreignCAFile }, inLine: "unknown authority"},
+			configure: func(c *Config) { c.TLS.CACert = p.OtherCAFile }, inLine: "unknown authority"},
 		{name: "tls to an expired certificate", url: "tls://" + expiredAddr, want: Unreachable, inLine: "expired"},
 		{name: "tls to a plain TCP server that never answers", url: "tls://" + plainTCP, want: Unreachable,
 			configure: func(c *Config) { c.Timeout = 200 * time.Millisecond }, inLine: "no answer within -timeout 200ms"},
@@ -71,7 +71,7 @@ func TestTCPAndTLSChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := testConfig(t, tt.url)
 			if c.Target.Scheme == "tls" {
-				c.TLS = p.clientFiles()
+				c.TLS = clientTLS(p)
 			}
 			if tt.configure != nil {
 				tt.configure(c)

@@ -1,15 +1,21 @@
 package probe
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"strings"
+	"time"
 )
 
-// TLSFiles is the TLS material of a check, as file paths: they are read at every run, so rotated
-// certificates are picked up without restarting anything.
-type TLSFiles struct {
+// TLSOptions is the TLS side of a check: its material as file paths — read at every run, so rotated
+// certificates are picked up without restarting anything — and how the server is verified.
+type TLSOptions struct {
 	CACert     string // PEM bundle of CAs that verify the server; empty means the system's
 	Cert       string // PEM client certificate (chain), presented when the server asks
 	Key        string // PEM private key of Cert: PKCS #1, SEC 1 or PKCS #8
@@ -26,7 +32,7 @@ type TLSFiles struct {
 var classicCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
 
 // firstSet names the first TLS flag that is set, for errors about TLS flags on a plain target.
-func (f TLSFiles) firstSet() string {
+func (f TLSOptions) firstSet() string {
 	switch {
 	case f.CACert != "":
 		return "-cacert"
@@ -44,7 +50,7 @@ func (f TLSFiles) firstSet() string {
 	return ""
 }
 
-func (f TLSFiles) validate() error {
+func (f TLSOptions) validate() error {
 	switch {
 	case f.Cert != "" && f.Key == "":
 		return usageErrorf("-cert %s needs -key", f.Cert)
@@ -55,8 +61,8 @@ func (f TLSFiles) validate() error {
 }
 
 // Load reads the files and returns the client's TLS configuration. Any file that is missing,
-// unreadable, not PEM, or a key that does not match its certificate is a UsageError.
-func (f TLSFiles) Load() (*tls.Config, error) {
+// unreadable, not PEM, or a key that does not match its certificate is a usageError.
+func (f TLSOptions) Load() (*tls.Config, error) {
 	config := &tls.Config{
 		ServerName:         f.ServerName,
 		InsecureSkipVerify: f.Insecure,
@@ -121,4 +127,105 @@ func describeConnection(state tls.ConnectionState) string {
 		text += ", ALPN " + state.NegotiatedProtocol
 	}
 	return text
+}
+
+// minConfirmWait is the least time checkTLS waits for a TLS 1.3 server to reject our certificate.
+const minConfirmWait = 10 * time.Millisecond
+
+// checkTLS is healthy when a TLS handshake, with the client certificate when the server asks for one,
+// succeeds and the server's certificate verifies.
+//
+// In TLS 1.3 the client's side of the handshake ends before the server has checked the client's
+// certificate: a server that rejects it says so in an alert one round trip later. So when the server
+// asked for a certificate, we wait for that alert for as long as the handshake took (at least
+// minConfirmWait): about one round trip and one signature check. Silence in that time means accepted.
+func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
+	conn, err := dial(ctx, c, address(c.Target), log)
+	if err != nil {
+		return unreachable(err)
+	}
+	defer conn.Close()
+
+	config := tlsConfig.Clone()
+	certificateRequested := false
+	presented := config.GetClientCertificate
+	config.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		certificateRequested = true
+		if presented == nil {
+			return &tls.Certificate{}, nil // none to give: the server decides whether that is fine
+		}
+		return presented(info)
+	}
+	start := time.Now()
+	tlsConn, err := handshake(ctx, conn, config, c.Target.Hostname(), "", log)
+	if err != nil {
+		return unreachable(err)
+	}
+	handshakeTime := time.Since(start)
+	state := tlsConn.ConnectionState()
+
+	if certificateRequested && state.Version == tls.VersionTLS13 {
+		wait := max(handshakeTime, minConfirmWait)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			wait = time.Until(deadline)
+		}
+		_ = tlsConn.SetReadDeadline(time.Now().Add(wait))
+		var one [1]byte
+		if _, err := tlsConn.Read(one[:]); err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+			return unreachable(fmt.Errorf("server rejected the client certificate: %w", err))
+		}
+	}
+	return healthy(describeConnection(state))
+}
+
+// handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
+// configuration names another, and offering one ALPN protocol when alpn is not empty.
+func handshake(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, serverName, alpn string, log logf) (*tls.Conn, error) {
+	config := tlsConfig.Clone()
+	if config.ServerName == "" {
+		config.ServerName = serverName
+	}
+	if alpn != "" {
+		config.NextProtos = []string{alpn}
+	}
+	tlsConn := tls.Client(conn, config)
+	start := time.Now()
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, err
+	}
+	log("TLS handshake in %s: %s", since(start), describeConnection(tlsConn.ConnectionState()))
+	return tlsConn, nil
+}
+
+// isTimeout reports whether err is a deadline running out.
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
+}
+
+// alertWait bounds how long a check waits, after a failed write, for the reason the server closed.
+const alertWait = 50 * time.Millisecond
+
+// awaitClosingReason lets the next read on conn wait alertWait at most, and never past ctx's deadline:
+// after a failed write, the server's reason for closing (a TLS alert, an HTTP/1 answer) is either
+// already there or not coming.
+func awaitClosingReason(ctx context.Context, conn net.Conn) {
+	wait := time.Now().Add(alertWait)
+	if deadline, ok := ctx.Deadline(); ok && deadline.Before(wait) {
+		wait = deadline
+	}
+	_ = conn.SetReadDeadline(wait)
+}
+
+// explainTLSAlert words a TLS alert from the server, which ends the connection: in the handshake, or
+// after it in TLS 1.3, where a server rejects our client certificate only once the handshake is over.
+func explainTLSAlert(err error) error {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Op != "remote error" {
+		return err
+	}
+	if strings.HasSuffix(opErr.Error(), "no application protocol") {
+		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
+	}
+	return fmt.Errorf("the server closed the connection: %w", opErr)
 }

@@ -26,7 +26,7 @@ func TestKeyFormats(t *testing.T) {
 			p := newPKI(t, tt.keyType)
 			srv := startMTLS(t, p, healthHandler())
 			c := testConfig(t, srv.URL+"/healthz")
-			c.TLS = p.clientFiles()
+			c.TLS = clientTLS(p)
 			report := run(c)
 			assert.Equal(t, Healthy, report.Result, report.Line())
 		})
@@ -43,7 +43,7 @@ func TestTLSFileErrors(t *testing.T) {
 	unreadable := filepath.Join(dir, "unreadable.pem")
 	require.NoError(t, os.Mkdir(unreadable, 0o755)) // a directory cannot be read as a file, even by root
 	missing := filepath.Join(dir, "missing.pem")
-	other, err := p.ca.Client("other")
+	other, err := p.CA.Client("other")
 	require.NoError(t, err)
 	_, otherKey, err := other.WriteFiles(dir, "other")
 	require.NoError(t, err)
@@ -52,20 +52,20 @@ func TestTLSFileErrors(t *testing.T) {
 	target := "https://" + closedPort(t) + "/healthz"
 	tests := []struct {
 		name   string
-		files  TLSFiles
+		files  TLSOptions
 		inLine []string
 	}{
-		{name: "missing CA file", files: TLSFiles{CACert: missing}, inLine: []string{"read CA file", missing, "no such file"}},
-		{name: "CA file that is a directory", files: TLSFiles{CACert: unreadable}, inLine: []string{"read CA file", unreadable}},
-		{name: "garbage CA file", files: TLSFiles{CACert: garbage}, inLine: []string{"CA file " + garbage + " holds no PEM certificate"}},
-		{name: "missing client certificate", files: TLSFiles{Cert: missing, Key: p.clientKey}, inLine: []string{"read client certificate", missing}},
-		{name: "missing client key", files: TLSFiles{Cert: p.clientCert, Key: missing}, inLine: []string{"read client key", missing}},
-		{name: "garbage client certificate", files: TLSFiles{Cert: garbage, Key: p.clientKey}, inLine: []string{garbage}},
-		{name: "key that does not match the certificate", files: TLSFiles{Cert: p.clientCert, Key: otherKey},
-			inLine: []string{p.clientCert, otherKey, "does not match"}},
-		{name: "certificate without a key", files: TLSFiles{Cert: p.clientCert}, inLine: []string{"-cert " + p.clientCert + " needs -key"}},
-		{name: "key without a certificate", files: TLSFiles{Key: p.clientKey}, inLine: []string{"-key " + p.clientKey + " needs -cert"}},
-		{name: "certificate given as the key", files: TLSFiles{Cert: p.clientCert, Key: p.clientCert}, inLine: []string{p.clientCert}},
+		{name: "missing CA file", files: TLSOptions{CACert: missing}, inLine: []string{"read CA file", missing, "no such file"}},
+		{name: "CA file that is a directory", files: TLSOptions{CACert: unreadable}, inLine: []string{"read CA file", unreadable}},
+		{name: "garbage CA file", files: TLSOptions{CACert: garbage}, inLine: []string{"CA file " + garbage + " holds no PEM certificate"}},
+		{name: "missing client certificate", files: TLSOptions{Cert: missing, Key: p.ClientKey}, inLine: []string{"read client certificate", missing}},
+		{name: "missing client key", files: TLSOptions{Cert: p.ClientCert, Key: missing}, inLine: []string{"read client key", missing}},
+		{name: "garbage client certificate", files: TLSOptions{Cert: garbage, Key: p.ClientKey}, inLine: []string{garbage}},
+		{name: "key that does not match the certificate", files: TLSOptions{Cert: p.ClientCert, Key: otherKey},
+			inLine: []string{p.ClientCert, otherKey, "does not match"}},
+		{name: "certificate without a key", files: TLSOptions{Cert: p.ClientCert}, inLine: []string{"-cert " + p.ClientCert + " needs -key"}},
+		{name: "key without a certificate", files: TLSOptions{Key: p.ClientKey}, inLine: []string{"-key " + p.ClientKey + " needs -cert"}},
+		{name: "certificate given as the key", files: TLSOptions{Cert: p.ClientCert, Key: p.ClientCert}, inLine: []string{p.ClientCert}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestTLSFlagsNeedATLSScheme(t *testing.T) {
 	p := newPKI(t, testutil.ECDSAP256)
 	for _, target := range []string{"http://localhost:8080", "grpc://localhost:9090", "tcp://localhost:5432"} {
 		c := testConfig(t, target)
-		c.TLS = p.clientFiles()
+		c.TLS = clientTLS(p)
 		report := run(c)
 		assert.Equal(t, Usage, report.Result)
 		assert.Contains(t, report.Line(), "-cacert needs a TLS scheme")

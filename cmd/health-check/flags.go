@@ -40,7 +40,7 @@ type flagSet struct {
 	url, scheme, host, statusPort, path       string
 	method, expectStatus, expectBody, service string
 	headers                                   headerList
-	tls                                       probe.TLSFiles
+	tls                                       probe.TLSOptions
 	unixSocket                                string
 	timeout, retryDelay                       time.Duration
 	retries                                   int
@@ -109,6 +109,24 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if err := f.setFromEnv(set, getenv); err != nil {
+		return nil, err
+	}
+	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
+	if opts.printVersion {
+		return opts, nil
+	}
+	config, err := f.config(set)
+	if err != nil {
+		return nil, err
+	}
+	opts.config = *config
+	return opts, nil
+}
+
+// setFromEnv sets every flag the command line left unset from its environment variable, when that is
+// not empty, and marks it in set. HEALTH_CHECK_HEADER holds one header a line.
+func (f *flagSet) setFromEnv(set map[string]bool, getenv func(string) string) error {
 	ignoreEnv := f.targetVariablesReplaced(set)
 	var envErr error
 	f.VisitAll(func(fl *flag.Flag) {
@@ -129,14 +147,11 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 		}
 		set[fl.Name] = true
 	})
-	if envErr != nil {
-		return nil, envErr
-	}
+	return envErr
+}
 
-	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
-	if opts.printVersion {
-		return opts, nil
-	}
+// config builds the probe's config from the parsed flags and checks it, before any network I/O.
+func (f *flagSet) config(set map[string]bool) (*probe.Config, error) {
 	target, err := f.target(set)
 	if err != nil {
 		return nil, err
@@ -145,7 +160,7 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if err != nil {
 		return nil, err
 	}
-	config := probe.Config{
+	config := &probe.Config{
 		Target:       target,
 		UnixSocket:   f.unixSocket,
 		Method:       strings.ToUpper(f.method),
@@ -157,25 +172,32 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 		Retries:      f.retries,
 		RetryDelay:   f.retryDelay,
 	}
-	for _, line := range f.headers {
-		name, value, err := probe.ParseHeader(line)
-		if err != nil {
-			return nil, err
-		}
-		if name == "Host" {
-			config.Host = value
-			continue
-		}
-		if config.Header == nil {
-			config.Header = map[string][]string{}
-		}
-		config.Header[name] = append(config.Header[name], value)
+	if config.Host, config.Header, err = parseHeaders(f.headers); err != nil {
+		return nil, err
 	}
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	opts.config = config
-	return opts, nil
+	return config, nil
+}
+
+// parseHeaders parses -header lines: a Host header sets the host, the others are request headers.
+func parseHeaders(lines []string) (host string, header map[string][]string, err error) {
+	for _, line := range lines {
+		name, value, err := probe.ParseHeader(line)
+		if err != nil {
+			return "", nil, err
+		}
+		if name == "Host" {
+			host = value
+			continue
+		}
+		if header == nil {
+			header = map[string][]string{}
+		}
+		header[name] = append(header[name], value)
+	}
+	return host, header, nil
 }
 
 // legacyFlags build the target when no URL is given, as in the original tool.

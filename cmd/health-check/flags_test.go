@@ -84,7 +84,7 @@ func TestParseOptions(t *testing.T) {
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {
-				assert.Equal(t, probe.TLSFiles{CACert: "/ca", Cert: "/c", Key: "/k", ServerName: "api", Insecure: true}, o.config.TLS)
+				assert.Equal(t, probe.TLSOptions{CACert: "/ca", Cert: "/c", Key: "/k", ServerName: "api", Insecure: true}, o.config.TLS)
 			}},
 		{name: "headers, one a line in the environment", args: []string{"-header", "X-A: 1", "http://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_HEADER": "X-B: 2\nX-C: 3"},

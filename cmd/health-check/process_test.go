@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"debug/buildinfo"
 	"debug/elf"
 	"errors"
@@ -84,24 +83,15 @@ func runProbe(t *testing.T, env []string, args ...string) processResult {
 // TestExitCodes runs the binary for every row of the exit-code table and checks the code, that the
 // output is silent or exactly one line, and the time it took.
 func TestExitCodes(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testutil.NewCA("test CA", testutil.ECDSAP256)
-	require.NoError(t, err)
-	server, err := ca.Server("server", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	client, err := ca.Client("client")
-	require.NoError(t, err)
-	caFile, err := ca.WriteFile(dir, "ca")
-	require.NoError(t, err)
-	certFile, keyFile, err := client.WriteFiles(dir, "client")
-	require.NoError(t, err)
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	dir, caFile, certFile, keyFile := pki.Dir, pki.CAFile, pki.ClientCert, pki.ClientKey
 
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{server.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	srv.TLS = pki.MTLSConfig(pki.Server)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	gazellelabel "github.com/bazelbuild/bazel-gazelle/label"
+	gazellelabel "github.com/bazel-contrib/bazel-gazelle/v2/label"
 	"github.com/bazelbuild/buildtools/build"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -476,8 +476,10 @@ func TestGoDepsRepositories(t *testing.T) {
 		"go_deps.module tags on the regular usage: the Go modules the probe needs, no more")
 
 	provided := map[string]bool{}
-	for _, goPath := range goRuleModules {
-		provided[goRepoName(goPath)] = true
+	for _, goPaths := range goModulesProvidedByBazelModules(t) {
+		for _, goPath := range goPaths {
+			provided[goRepoName(goPath)] = true
+		}
 	}
 	var tools []string
 	for _, tool := range mf.Tool {
@@ -519,6 +521,62 @@ func TestGoDepsRepositories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goModulesProvidedBy names, for each Bazel module in our graph that declares Go modules of its
+// own through go_deps.from_file, the Go modules it declares: go_deps resolves those to the Bazel
+// module and makes no repository for them, so they are never the root's direct dependencies.
+// gazelle's go.work also uses ./v2, a Go module of its own that the Go module zip leaves out, so
+// its path is written here; the test checks that the source still says what this table says.
+var goModulesProvidedBy = map[string]struct {
+	fromFile string   // the from_file attribute MODULE.bazel uses: go_mod or go_work
+	uses     []string // go.work's use directories
+	paths    []string
+}{
+	"rules_go": {fromFile: "go_mod", paths: []string{"github.com/bazelbuild/rules_go"}},
+	"gazelle": {fromFile: "go_work", uses: []string{".", "./v2"},
+		paths: []string{"github.com/bazelbuild/bazel-gazelle", "github.com/bazel-contrib/bazel-gazelle/v2"}},
+}
+
+// goModulesProvidedByBazelModules returns goModulesProvidedBy's paths after checking it against
+// each Bazel module's MODULE.bazel (and go.work) in the Go module cache at the version go.mod
+// requires.
+func goModulesProvidedByBazelModules(t *testing.T) map[string][]string {
+	t.Helper()
+	provided := map[string][]string{}
+	for bazelName, want := range goModulesProvidedBy {
+		dir, _ := goModuleDir(t, goRuleModules[bazelName])
+		f, err := parseFile(filepath.Join(dir, "MODULE.bazel"))
+		require.NoError(t, err)
+		// go_deps tags of regular usages only: Bazel drops a dependency's dev_dependency usages.
+		goDeps := map[string]bool{}
+		var attrs []string
+		for _, stmt := range f.Stmt {
+			call, assignedTo := callOf(stmt)
+			switch {
+			case call == nil:
+			case calleeName(call) == "use_extension":
+				goDeps[assignedTo] = len(call.List) >= 2 && literal(call.List[1]) == "go_deps" &&
+					literal(kwarg(call, "dev_dependency")) != "True"
+			case strings.HasSuffix(calleeName(call), ".from_file") && goDeps[strings.TrimSuffix(calleeName(call), ".from_file")]:
+				attrs = append(attrs, kwargNames(call)...)
+			}
+		}
+		require.Equal(t, []string{want.fromFile}, attrs, "%s's MODULE.bazel: go_deps.from_file", bazelName)
+		if want.uses != nil {
+			data, err := os.ReadFile(filepath.Join(dir, "go.work"))
+			require.NoError(t, err)
+			work, err := modfile.ParseWork("go.work", data, nil)
+			require.NoError(t, err)
+			var uses []string
+			for _, u := range work.Use {
+				uses = append(uses, u.Path)
+			}
+			require.Equal(t, want.uses, uses, "%s's go.work: use", bazelName)
+		}
+		provided[bazelName] = want.paths
+	}
+	return provided
 }
 
 // goRepoName is the repository go_deps makes for a Go module (get_repo_name in go_deps.bzl, with

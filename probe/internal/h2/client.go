@@ -1,0 +1,499 @@
+// Package h2 is a minimal HTTP/2 client (RFC 9113) for one request on one connection, on the calling
+// goroutine: enough for one request and its answer, such as a unary RPC. It writes the preface, its
+// SETTINGS, the request's HEADERS and DATA in one write, then reads frames until the answer's stream
+// ends. It never opens a second stream, never accepts a frame larger than the protocol's default
+// maximum (it does not raise it), and reads at most maxBody bytes of the answer's body, so a server
+// cannot make it read or buffer more than that.
+//
+// It knows nothing of what it carries: no URLs, no gRPC. The caller dials, sets deadlines, builds the
+// header fields and judges the answer.
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/printable"
+)
+
+const (
+	preface        = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	frameHeaderLen = 9
+	// MaxFrameSize is SETTINGS_MAX_FRAME_SIZE's default, which we never raise: no frame we accept, or
+	// send, is larger.
+	MaxFrameSize = 1 << 14
+	// InitialSendWindow is the most a request body may be: the connection's flow-control window, which
+	// only a WINDOW_UPDATE (that we do not wait for) raises.
+	InitialSendWindow = 65535
+	// streamReceiveWindow is our stream's window (SETTINGS_INITIAL_WINDOW_SIZE): larger than any answer we
+	// read, so a server never waits for a WINDOW_UPDATE from us.
+	streamReceiveWindow = 1 << 14
+	// MaxHeaderListBytes bounds the header list of each header block, counted as SETTINGS_MAX_HEADER_LIST_SIZE
+	// counts it (name, value and 32 bytes a field); we announce it, too.
+	MaxHeaderListBytes = 16 << 10
+	// streamID is the one stream we open.
+	streamID = 1
+)
+
+// Frame types and flags.
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	framePriority     = 0x2
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePushPromise  = 0x5
+	framePing         = 0x6
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1 // DATA, HEADERS
+	flagAck        = 0x1 // SETTINGS, PING
+	flagEndHeaders = 0x4 // HEADERS, CONTINUATION
+	flagPadded     = 0x8 // DATA, HEADERS
+	flagPriority   = 0x20
+
+	settingEnablePush        = 0x2
+	settingInitialWindowSize = 0x4
+	settingMaxHeaderListSize = 0x6
+)
+
+// errorCodes are the names of HTTP/2 error codes, as RST_STREAM and GOAWAY carry them.
+var errorCodes = [...]string{
+	"NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+	"STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+	"CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+}
+
+// ErrorName is the name of an HTTP/2 error code, as RST_STREAM and GOAWAY carry it.
+func ErrorName(code uint32) string {
+	if code < uint32(len(errorCodes)) {
+		return errorCodes[code]
+	}
+	return "error code 0x" + strconv.FormatUint(uint64(code), 16)
+}
+
+// ResetError is a RST_STREAM on our stream: the server answered the request by refusing or abandoning it.
+type ResetError struct{ Code uint32 }
+
+func (e *ResetError) Error() string { return "the server reset the stream: " + ErrorName(e.Code) }
+
+// NotHTTP2Error is a server that answered something else than HTTP/2.
+type NotHTTP2Error struct {
+	Reason string // what it answered instead, e.g. `it answered "HTTP/1.1 400 Bad Request", not HTTP/2`
+	TLS    bool   // the answer is a TLS record: a TLS server that could not read the cleartext preface
+}
+
+func (e *NotHTTP2Error) Error() string { return e.Reason }
+
+// Response is the answer on our stream: its header block, its trailers, up to maxBody bytes of body.
+type Response struct {
+	Header, Trailer []hpack.HeaderField
+	Body            []byte
+	Truncated       bool // the body is longer than maxBody: Body holds its first maxBody bytes
+	EndStream       bool // the stream ended: Trailer is complete
+}
+
+// Get returns the value of the first field named name.
+func Get(fields []hpack.HeaderField, name string) string {
+	for _, f := range fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Client is one connection's client side.
+type Client struct {
+	conn    net.Conn
+	r       *bufio.Reader // large enough for a frame, which Peek reads without a copy
+	pending []byte        // acknowledgements to write before the next read that would wait
+	dec     *hpack.Decoder
+	// The header block being decoded: whether one awaits its CONTINUATION, its stream, whether its
+	// HEADERS ended the stream, its fields when it is ours, its size, and whether it is over its limit.
+	inBlock     bool
+	blockStream uint32
+	blockEnds   bool
+	block       []hpack.HeaderField
+	blockSize   int
+	keep        bool
+	tooLarge    bool
+	goAway      string // the GOAWAY the server sent, for the error when it then closes
+}
+
+// NewClient is the client side of conn, which carries nothing yet: WriteRequest writes the preface.
+func NewClient(conn net.Conn) *Client {
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, frameHeaderLen+MaxFrameSize)}
+	c.dec = hpack.NewDecoder(4096, func(f hpack.HeaderField) { // 4096: SETTINGS_HEADER_TABLE_SIZE's default
+		c.blockSize += len(f.Name) + len(f.Value) + 32
+		if c.blockSize > MaxHeaderListBytes {
+			c.tooLarge = true
+		}
+		if c.keep && !c.tooLarge {
+			c.block = append(c.block, f)
+		}
+	})
+	c.dec.SetMaxStringLength(MaxHeaderListBytes)
+	return c
+}
+
+// appendFrame appends a frame header and payload.
+func appendFrame(dst []byte, typ, flags byte, stream uint32, payload []byte) []byte {
+	n := len(payload)
+	dst = append(dst, byte(n>>16), byte(n>>8), byte(n), typ, flags)
+	dst = binary.BigEndian.AppendUint32(dst, stream&0x7fffffff)
+	return append(dst, payload...)
+}
+
+// appendFrames appends payload as frames of at most MaxFrameSize bytes: the first of type first,
+// the others of type rest, and last set on the last one.
+func appendFrames(dst []byte, first, rest, last byte, stream uint32, payload []byte) []byte {
+	typ := first
+	for {
+		n := min(len(payload), MaxFrameSize)
+		var flags byte
+		if n == len(payload) {
+			flags = last
+		}
+		dst = appendFrame(dst, typ, flags, stream, payload[:n])
+		payload = payload[n:]
+		if len(payload) == 0 {
+			return dst
+		}
+		typ = rest
+	}
+}
+
+// writeRequest writes the connection preface, our SETTINGS, and the request on stream 1, in one write.
+// fields are written in order, pseudo-header fields first.
+func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
+	if len(body) > InitialSendWindow {
+		return fmt.Errorf("request body of %d bytes is over HTTP/2's initial window of %d", len(body), InitialSendWindow)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range fields {
+		if err := enc.WriteField(f); err != nil {
+			return err
+		}
+	}
+	out := make([]byte, 0, 256+block.Len()+len(body)) // 256: the preface and the frame headers
+	out = append(out, preface...)
+	var settings []byte
+	for _, s := range [...][2]uint32{
+		{settingEnablePush, 0},
+		{settingInitialWindowSize, streamReceiveWindow},
+		{settingMaxHeaderListSize, MaxHeaderListBytes},
+	} {
+		settings = binary.BigEndian.AppendUint16(settings, uint16(s[0]))
+		settings = binary.BigEndian.AppendUint32(settings, s[1])
+	}
+	out = appendFrame(out, frameSettings, 0, 0, settings)
+	out = appendFrames(out, frameHeaders, frameContinuation, flagEndHeaders, streamID, block.Bytes())
+	out = appendFrames(out, frameData, frameData, flagEndStream, streamID, body)
+	_, err := c.conn.Write(out)
+	return err
+}
+
+// ReadResponse reads frames until our stream ends, and returns the answer. It stops early, without an
+// error, when the body grows over maxBody or the answer's :status is final and not 200 (its body is of
+// no interest to the caller). Errors: I/O errors as they are (a TLS alert among them), NotHTTP2Error,
+// ResetError, and protocol errors.
+func (c *Client) ReadResponse(maxBody int) (*Response, error) {
+	resp := &Response{}
+	for first := true; ; first = false {
+		typ, flags, stream, payload, err := c.readFrame(first)
+		if err != nil {
+			return resp, c.explainEOF(err, resp)
+		}
+		if first && typ != frameSettings {
+			return resp, &NotHTTP2Error{Reason: fmt.Sprintf("its answer does not start with an HTTP/2 SETTINGS frame (but frame type %d)", typ)}
+		}
+		if c.inBlock && (typ != frameContinuation || stream != c.blockStream) {
+			return resp, fmt.Errorf("HTTP/2 protocol error: frame type %d inside a header block", typ)
+		}
+		var done bool
+		switch typ {
+		case frameSettings:
+			err = c.settings(flags, stream, payload)
+		case framePing:
+			err = c.ping(flags, stream, payload)
+		case frameGoAway:
+			err = c.goAwayFrame(stream, payload)
+		case frameRSTStream:
+			err = resetStream(stream, payload)
+		case framePushPromise:
+			err = errors.New("HTTP/2 protocol error: PUSH_PROMISE, though push is disabled")
+		case frameHeaders, frameContinuation:
+			done, err = c.headerFrame(resp, typ, flags, stream, payload)
+		case frameData:
+			done, err = dataFrame(resp, flags, stream, payload, maxBody)
+		}
+		// PRIORITY, WINDOW_UPDATE and unknown frame types need nothing from us.
+		if err != nil || done {
+			return resp, err
+		}
+	}
+}
+
+// settings acknowledges the server's SETTINGS; none of them changes what we send or accept.
+func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
+	if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
+		return errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
+	}
+	if flags&flagAck == 0 {
+		c.pending = appendFrame(c.pending, frameSettings, flagAck, 0, nil)
+	}
+	return nil
+}
+
+// ping answers a PING.
+func (c *Client) ping(flags byte, stream uint32, payload []byte) error {
+	if stream != 0 || len(payload) != 8 {
+		return errors.New("HTTP/2 protocol error: malformed PING frame")
+	}
+	if flags&flagAck == 0 {
+		c.pending = appendFrame(c.pending, framePing, flagAck, 0, payload)
+	}
+	return nil
+}
+
+// goAwayFrame notes a GOAWAY, and ends the read unless the server still serves our stream.
+func (c *Client) goAwayFrame(stream uint32, payload []byte) error {
+	if stream != 0 || len(payload) < 8 {
+		return errors.New("HTTP/2 protocol error: malformed GOAWAY frame")
+	}
+	last := binary.BigEndian.Uint32(payload) & 0x7fffffff
+	code := binary.BigEndian.Uint32(payload[4:])
+	c.goAway = "GOAWAY " + ErrorName(code)
+	if debug := payload[8:]; len(debug) > 0 {
+		c.goAway += " " + strconv.Quote(printable.Sanitize(string(debug), 128))
+	}
+	// A graceful shutdown that still serves our stream (last ≥ 1, no error) lets us read on.
+	if code != 0 || last < streamID {
+		return errors.New("the server closed the connection: " + c.goAway)
+	}
+	return nil
+}
+
+// resetStream is the error of a RST_STREAM: a ResetError on our stream, nothing on another.
+func resetStream(stream uint32, payload []byte) error {
+	if len(payload) != 4 || stream == 0 {
+		return errors.New("HTTP/2 protocol error: malformed RST_STREAM frame")
+	}
+	if stream == streamID {
+		return &ResetError{Code: binary.BigEndian.Uint32(payload)}
+	}
+	return nil
+}
+
+// headerFrame decodes a HEADERS or CONTINUATION frame; at the end of a header block on our stream, it
+// files the block as the answer's header or trailer. done: the answer is complete.
+func (c *Client) headerFrame(resp *Response, typ, flags byte, stream uint32, payload []byte) (done bool, err error) {
+	if typ == frameContinuation && !c.inBlock {
+		return false, errors.New("HTTP/2 protocol error: CONTINUATION without HEADERS")
+	}
+	if typ == frameHeaders {
+		if payload, err = c.startBlock(resp, flags, stream, payload); err != nil {
+			return false, err
+		}
+	}
+	if _, err := c.dec.Write(payload); err != nil {
+		return false, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
+	}
+	if c.tooLarge {
+		return false, fmt.Errorf("the answer's header block is over %d bytes", MaxHeaderListBytes)
+	}
+	if flags&flagEndHeaders == 0 {
+		return false, nil
+	}
+	c.inBlock = false
+	if err := c.dec.Close(); err != nil {
+		return false, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
+	}
+	if c.blockStream != streamID {
+		return false, nil
+	}
+	return fileBlock(resp, c.block, c.blockEnds)
+}
+
+// startBlock starts a header block with its HEADERS frame, and returns the frame's block fragment.
+func (c *Client) startBlock(resp *Response, flags byte, stream uint32, payload []byte) ([]byte, error) {
+	if stream == 0 {
+		return nil, errors.New("HTTP/2 protocol error: HEADERS on stream 0")
+	}
+	payload, err := unpad(flags, payload)
+	if err != nil {
+		return nil, err
+	}
+	if flags&flagPriority != 0 {
+		if len(payload) < 5 {
+			return nil, errors.New("HTTP/2 protocol error: HEADERS too short for its priority")
+		}
+		payload = payload[5:]
+	}
+	if stream == streamID && resp.Trailer != nil {
+		return nil, errors.New("HTTP/2 protocol error: a header block after the trailers")
+	}
+	c.inBlock, c.blockStream, c.blockEnds = true, stream, flags&flagEndStream != 0
+	// Every header block goes through the decoder, ours or not, to keep its table in sync.
+	c.block, c.blockSize, c.keep, c.tooLarge = nil, 0, stream == streamID, false
+	return payload, nil
+}
+
+// fileBlock files a whole header block of our stream: an informational answer (skipped), the answer's
+// header, or its trailer. ends: the block ended the stream.
+func fileBlock(resp *Response, block []hpack.HeaderField, ends bool) (done bool, err error) {
+	if block == nil {
+		block = []hpack.HeaderField{}
+	}
+	switch {
+	case resp.Header == nil:
+		status := Get(block, ":status")
+		if len(status) == 3 && status[0] == '1' && !ends {
+			return false, nil // an informational answer (1xx): the final one follows
+		}
+		resp.Header = block
+		if status != "200" {
+			resp.EndStream = ends
+			return true, nil
+		}
+	case ends:
+		resp.Trailer = block
+	default:
+		return false, errors.New("HTTP/2 protocol error: trailers without END_STREAM")
+	}
+	resp.EndStream = ends
+	return ends, nil
+}
+
+// dataFrame adds a DATA frame of our stream to the body, up to maxBody bytes.
+func dataFrame(resp *Response, flags byte, stream uint32, payload []byte, maxBody int) (done bool, err error) {
+	if stream == 0 {
+		return false, errors.New("HTTP/2 protocol error: DATA on stream 0")
+	}
+	if stream != streamID {
+		return false, nil
+	}
+	if resp.Header == nil {
+		return false, errors.New("HTTP/2 protocol error: DATA before HEADERS")
+	}
+	if payload, err = unpad(flags, payload); err != nil {
+		return false, err
+	}
+	if room := maxBody - len(resp.Body); len(payload) > room {
+		resp.Body = append(resp.Body, payload[:room]...)
+		resp.Truncated = true
+		return true, nil
+	}
+	resp.Body = append(resp.Body, payload...)
+	if flags&flagEndStream != 0 {
+		resp.EndStream = true
+		return true, nil
+	}
+	return false, nil
+}
+
+// readFrame reads the next frame; its payload is valid until the next read. It first writes the
+// acknowledgements that the server may be waiting for, when the next frame is not here yet. The
+// first frame is checked for an answer that is not HTTP/2 at all.
+func (c *Client) readFrame(first bool) (typ, flags byte, stream uint32, payload []byte, err error) {
+	if len(c.pending) > 0 && !c.frameBuffered() {
+		// A failed write shows up in the next read, or does not matter: the answer may be complete.
+		_, _ = c.conn.Write(c.pending)
+		c.pending = c.pending[:0]
+	}
+	header, err := c.r.Peek(frameHeaderLen)
+	if err != nil {
+		if first && len(header) > 0 {
+			if e := notHTTP2(header); e != nil {
+				return 0, 0, 0, nil, e
+			}
+		}
+		return 0, 0, 0, nil, err
+	}
+	if first {
+		if bytes.HasPrefix(header, []byte("HTTP/1.")) {
+			line, _ := c.r.ReadSlice('\n')
+			line = bytes.TrimRight(line[:min(len(line), 64)], "\r\n")
+			return 0, 0, 0, nil, answeredNotHTTP2(line)
+		}
+		if e := notHTTP2(header); e != nil {
+			return 0, 0, 0, nil, e
+		}
+	}
+	length := int(header[0])<<16 | int(header[1])<<8 | int(header[2])
+	typ, flags = header[3], header[4]
+	stream = binary.BigEndian.Uint32(header[5:]) & 0x7fffffff
+	if length > MaxFrameSize {
+		return 0, 0, 0, nil, fmt.Errorf("HTTP/2 protocol error: a frame of %d bytes, over the maximum frame size of %d (FRAME_SIZE_ERROR)", length, MaxFrameSize)
+	}
+	frame, err := c.r.Peek(frameHeaderLen + length)
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	_, _ = c.r.Discard(len(frame))
+	return typ, flags, stream, frame[frameHeaderLen:], nil
+}
+
+// frameBuffered reports whether the next frame is already read, whole.
+func (c *Client) frameBuffered() bool {
+	if c.r.Buffered() < frameHeaderLen {
+		return false
+	}
+	header, _ := c.r.Peek(frameHeaderLen)
+	return c.r.Buffered() >= frameHeaderLen+(int(header[0])<<16|int(header[1])<<8|int(header[2]))
+}
+
+// notHTTP2 recognises the start of an answer that is not HTTP/2: HTTP/1, or TLS.
+func notHTTP2(start []byte) error {
+	switch {
+	case bytes.HasPrefix(start, []byte("HTTP/")):
+		line, _, _ := bytes.Cut(start, []byte("\r\n"))
+		return answeredNotHTTP2(line)
+	case len(start) >= 2 && start[0] >= 0x14 && start[0] <= 0x17 && start[1] == 3:
+		// A TLS record: a TLS server that could not read our HTTP/2 preface.
+		return &NotHTTP2Error{Reason: "the server speaks TLS", TLS: true}
+	}
+	return nil
+}
+
+func answeredNotHTTP2(line []byte) *NotHTTP2Error {
+	return &NotHTTP2Error{Reason: "it answered " + strconv.Quote(string(line)) + ", not HTTP/2"}
+}
+
+// explainEOF says how far the answer got when the server closed the connection.
+func (c *Client) explainEOF(err error, resp *Response) error {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	text := "the server closed the connection without an answer"
+	if resp.Header != nil {
+		text = "the server closed the connection before the end of the answer"
+	}
+	if c.goAway != "" {
+		text += " (after " + c.goAway + ")"
+	}
+	return errors.New(text)
+}
+
+// unpad removes the padding of a DATA or HEADERS frame with the PADDED flag.
+func unpad(flags byte, payload []byte) ([]byte, error) {
+	if flags&flagPadded == 0 {
+		return payload, nil
+	}
+	if len(payload) == 0 || int(payload[0]) >= len(payload) {
+		return nil, errors.New("HTTP/2 protocol error: padding longer than its frame")
+	}
+	return payload[1 : len(payload)-int(payload[0])], nil
+}

@@ -1,0 +1,200 @@
+// Package http1 reads HTTP/1.1 answers (RFC 9112) from a bufio.Reader: the status line, the headers,
+// and the body framed as the answer says — chunked, Content-Length or up to the connection's close —
+// within the limits the caller sets with a Budget. It knows nothing of what the answer means: the probe
+// judges status and body, follows redirects and writes the request.
+package http1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// maxInterimAnswers is net/http's limit on 1xx answers before the final one.
+const maxInterimAnswers = 5
+
+// Response is the head of an HTTP answer, with its body still on the reader.
+type Response struct {
+	Status     string // "503 Service Unavailable", as the server sent it
+	StatusCode int
+	Header     textproto.MIMEHeader
+	Body       io.Reader // the body alone, whatever its framing
+}
+
+// ReadResponse reads the status line and headers of the final answer, skipping a few interim 1xx
+// ones, and frames the body as RFC 9112 section 6.3 says.
+func ReadResponse(r *bufio.Reader, head bool) (*Response, error) {
+	text := textproto.NewReader(r)
+	for interim := 0; ; interim++ {
+		line, err := readStatusLine(r)
+		if err != nil {
+			switch {
+			case line == "" && errors.Is(err, io.EOF):
+				return nil, errors.New("connection closed without an answer")
+			case !strings.HasPrefix(line, "HTTP/"[:min(len(line), 5)]):
+				return nil, notHTTP(line) // whatever else it would have said
+			case errors.Is(err, io.EOF):
+				return nil, errors.New("connection closed in the answer's status line")
+			}
+			return nil, err // a server too slow to finish its status line ran into the deadline
+		}
+		resp, err := parseStatusLine(line)
+		if err != nil {
+			return nil, err
+		}
+		if resp.Header, err = text.ReadMIMEHeader(); err != nil {
+			return nil, fmt.Errorf("reading the answer's headers: %w", unexpectedEOF(err))
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != 101 {
+			// 100 Continue, 103 Early Hints: the answer comes next, unless a server sends nothing else.
+			if interim == maxInterimAnswers {
+				return nil, fmt.Errorf("more than %d interim answers (%s)", maxInterimAnswers, resp.Status)
+			}
+			continue
+		}
+		resp.Body, err = bodyReader(r, resp, head)
+		return resp, err
+	}
+}
+
+// readStatusLine reads one whole line. A line cut short by the deadline or a closed connection comes
+// with that error, so that it is not misread as a whole status line.
+func readStatusLine(r *bufio.Reader) (string, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue // a long line: the head's budget ends it
+		case err != nil:
+			return string(line), err
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"), nil
+	}
+}
+
+// parseStatusLine reads "HTTP/1.1 503 Service Unavailable".
+func parseStatusLine(line string) (*Response, error) {
+	proto, status, _ := strings.Cut(line, " ")
+	code, _, _ := strings.Cut(status, " ")
+	n, err := strconv.Atoi(code)
+	if (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(code) != 3 || err != nil || n < 100 {
+		return nil, notHTTP(line)
+	}
+	return &Response{Status: status, StatusCode: n}, nil
+}
+
+func notHTTP(line string) error {
+	return fmt.Errorf("not an HTTP/1.1 answer: %q", line[:min(len(line), 40)])
+}
+
+// bodyReader frames the body: none, chunked, Content-Length bytes, or up to the connection's close.
+func bodyReader(r *bufio.Reader, resp *Response, head bool) (io.Reader, error) {
+	if head || resp.StatusCode == 204 || resp.StatusCode == 304 || resp.StatusCode == 101 {
+		return strings.NewReader(""), nil
+	}
+	if codings := resp.Header.Values("Transfer-Encoding"); len(codings) > 0 {
+		if !strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked") {
+			return nil, fmt.Errorf("unsupported Transfer-Encoding %q", strings.Join(codings, ", "))
+		}
+		return &chunkedReader{r: r}, nil
+	}
+	if values := resp.Header.Values("Content-Length"); len(values) > 0 {
+		n, err := contentLength(values)
+		if err != nil {
+			return nil, err
+		}
+		return io.LimitReader(r, n), nil
+	}
+	return r, nil
+}
+
+// contentLength is the body's length from the Content-Length fields: digits only, and where a server
+// repeats them, the same number each time. RFC 9112 section 6.3 makes anything else a framing error:
+// a reader that took the first of two lengths could read a body the server did not mean.
+func contentLength(values []string) (int64, error) {
+	length := int64(-1)
+	for _, value := range values {
+		for _, field := range strings.Split(value, ",") {
+			field = strings.TrimSpace(field)
+			n, err := strconv.ParseInt(field, 10, 64)
+			if err != nil || strings.TrimLeft(field, "0123456789") != "" {
+				return 0, fmt.Errorf("bad Content-Length %q", strings.Join(values, ", "))
+			}
+			if length >= 0 && n != length {
+				return 0, fmt.Errorf("conflicting Content-Length values %q", strings.Join(values, ", "))
+			}
+			length = n
+		}
+	}
+	return length, nil
+}
+
+// Budget reads from R until its budget is spent: the answer's head gets one, and
+// then its body another.
+type Budget struct {
+	R    io.Reader
+	Left int64 // bytes left to read
+}
+
+// ErrBudgetSpent is a read past a budget: for a head, an error; for a body, the end of what we look at.
+var ErrBudgetSpent = errors.New("read limit reached")
+
+func (b *Budget) Read(p []byte) (int, error) {
+	if b.Left <= 0 {
+		return 0, ErrBudgetSpent
+	}
+	n, err := b.R.Read(p[:min(int64(len(p)), b.Left)])
+	b.Left -= int64(n)
+	return n, err
+}
+
+// chunkedReader decodes a chunked body (RFC 9112 section 7.1); trailers are not read.
+type chunkedReader struct {
+	r    *bufio.Reader
+	left uint64 // bytes left in the current chunk
+	done bool
+}
+
+func (c *chunkedReader) Read(p []byte) (int, error) {
+	if c.done {
+		return 0, io.EOF
+	}
+	if c.left == 0 {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return 0, fmt.Errorf("chunked body: %w", unexpectedEOF(err))
+		}
+		size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
+		if c.left, err = strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 63); err != nil {
+			return 0, fmt.Errorf("chunked body: bad chunk size %q", size)
+		}
+		if c.left == 0 {
+			c.done = true
+			return 0, io.EOF
+		}
+	}
+	n, err := c.r.Read(p[:min(uint64(len(p)), c.left)])
+	c.left -= uint64(n)
+	if c.left == 0 && err == nil {
+		var crlf [2]byte
+		if _, err = io.ReadFull(c.r, crlf[:]); err == nil && string(crlf[:]) != "\r\n" {
+			err = errors.New("chunked body: no CRLF after a chunk")
+		}
+	}
+	return n, unexpectedEOF(err)
+}
+
+// unexpectedEOF turns an EOF inside a framed body into the error it is.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
