@@ -37,14 +37,20 @@ func (h *headerList) Set(v string) error {
 // flagSet declares every flag in one place; help, environment and parsing all read it.
 type flagSet struct {
 	*flag.FlagSet
-	url, scheme, host, statusPort, path       string
+	url, scheme, host, statusPort, path string
+	checkFlags
+	verbose, printVersion bool
+}
+
+// checkFlags are the flags that say how to check a target: the command's one check has them, and so
+// has each check of `health-check serve`, which registers them too.
+type checkFlags struct {
 	method, expectStatus, expectBody, service string
 	headers                                   headerList
 	tls                                       probe.TLSFiles
 	unixSocket                                string
 	timeout, retryDelay                       time.Duration
 	retries                                   int
-	verbose, printVersion                     bool
 }
 
 func newFlagSet() *flagSet {
@@ -55,24 +61,29 @@ func newFlagSet() *flagSet {
 	f.StringVar(&f.host, "host", "localhost", "without a URL: the target's `host`")
 	f.StringVar(&f.statusPort, "statusPort", "", "without a URL: the target's `port`")
 	f.StringVar(&f.path, "path", "", "without a URL: the target's `path`, with or without a leading /")
-	f.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
-	f.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
-	f.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
-	f.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
-	f.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
-	f.StringVar(&f.tls.CACert, "cacert", "", "PEM `file` of CA certificates that verify the server (default: the system's)")
-	f.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
-	f.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
-	f.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
-	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
-	f.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
-	f.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
-	f.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
-	f.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
-	f.DurationVar(&f.retryDelay, "retry-delay", probe.DefaultRetryDelay, "pause between attempts")
+	f.checkFlags.register(f.FlagSet)
 	f.BoolVar(&f.verbose, "v", false, "print each phase with its timing, the TLS session and the answer")
 	f.BoolVar(&f.printVersion, "version", false, "print the version and exit")
 	return f
+}
+
+// register declares the check's flags on fs.
+func (f *checkFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
+	fs.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
+	fs.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
+	fs.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
+	fs.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
+	fs.StringVar(&f.tls.CACert, "cacert", "", "PEM `file` of CA certificates that verify the server (default: the system's)")
+	fs.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
+	fs.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
+	fs.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
+	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
+	fs.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
+	fs.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
+	fs.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
+	fs.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
+	fs.DurationVar(&f.retryDelay, "retry-delay", probe.DefaultRetryDelay, "pause between attempts")
 }
 
 // envName is the environment variable of a flag: "statusPort" → HEALTH_CHECK_STATUS_PORT,
@@ -109,28 +120,8 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	ignoreEnv := f.targetVariablesReplaced(set)
-	var envErr error
-	f.VisitAll(func(fl *flag.Flag) {
-		name := envName(fl.Name)
-		value := getenv(name)
-		if set[fl.Name] || noEnv[fl.Name] || ignoreEnv[fl.Name] || value == "" || envErr != nil {
-			return
-		}
-		values := []string{value}
-		if fl.Name == "header" {
-			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one header a line
-		}
-		for _, v := range values {
-			if err := f.Set(fl.Name, v); err != nil {
-				envErr = fmt.Errorf("invalid value %q for %s: %v", value, name, err)
-				return
-			}
-		}
-		set[fl.Name] = true
-	})
-	if envErr != nil {
-		return nil, envErr
+	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesReplaced(set), getenv); err != nil {
+		return nil, err
 	}
 
 	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
@@ -141,9 +132,44 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if err != nil {
 		return nil, err
 	}
-	expect, err := probe.ParseStatusSet(f.expectStatus)
+	config, err := f.config(target)
 	if err != nil {
 		return nil, err
+	}
+	opts.config = config
+	return opts, nil
+}
+
+// setFromEnvironment sets every flag of fs that set (the flags given on the command line) does not
+// hold, nor ignore, from its environment variable, and adds it to set.
+func setFromEnvironment(fs *flag.FlagSet, set, ignore map[string]bool, getenv func(string) string) error {
+	var envErr error
+	fs.VisitAll(func(fl *flag.Flag) {
+		name := envName(fl.Name)
+		value := getenv(name)
+		if set[fl.Name] || noEnv[fl.Name] || ignore[fl.Name] || value == "" || envErr != nil {
+			return
+		}
+		values := []string{value}
+		if fl.Name == "header" {
+			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one header a line
+		}
+		for _, v := range values {
+			if err := fs.Set(fl.Name, v); err != nil {
+				envErr = fmt.Errorf("invalid value %q for %s: %v", value, name, err)
+				return
+			}
+		}
+		set[fl.Name] = true
+	})
+	return envErr
+}
+
+// config is the probe's configuration of a check of target with these flags.
+func (f *checkFlags) config(target *url.URL) (probe.Config, error) {
+	expect, err := probe.ParseStatusSet(f.expectStatus)
+	if err != nil {
+		return probe.Config{}, err
 	}
 	config := probe.Config{
 		Target:       target,
@@ -160,7 +186,7 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	for _, line := range f.headers {
 		name, value, err := probe.ParseHeader(line)
 		if err != nil {
-			return nil, err
+			return probe.Config{}, err
 		}
 		if name == "Host" {
 			config.Host = value
@@ -172,10 +198,9 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 		config.Header[name] = append(config.Header[name], value)
 	}
 	if err := config.Validate(); err != nil {
-		return nil, err
+		return probe.Config{}, err
 	}
-	opts.config = config
-	return opts, nil
+	return config, nil
 }
 
 // legacyFlags build the target when no URL is given, as in the original tool.

@@ -43,7 +43,16 @@ Examples:
 // writeHelp prints -h: every flag with its default and environment variable, then examples.
 func writeHelp(w io.Writer) {
 	fmt.Fprint(w, helpHeader)
-	newFlagSet().VisitAll(func(fl *flag.Flag) {
+	writeFlags(w, newFlagSet().FlagSet, nil)
+	fmt.Fprint(w, helpFooter)
+}
+
+// writeFlags lists fs's flags, but those skip names, with their defaults and variables.
+func writeFlags(w io.Writer, fs *flag.FlagSet, skip func(name string) bool) {
+	fs.VisitAll(func(fl *flag.Flag) {
+		if skip != nil && skip(fl.Name) {
+			return
+		}
 		name, usage := flag.UnquoteUsage(fl)
 		line := "  -" + fl.Name
 		if name != "" {
@@ -57,5 +66,4 @@ func writeHelp(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, strings.ReplaceAll(usage, "\n", "\n      "))
 	})
-	fmt.Fprint(w, helpFooter)
 }
