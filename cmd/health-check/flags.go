@@ -105,8 +105,9 @@ func envName(flagName string) string {
 	return b.String()
 }
 
-// noEnv are the flags that only make sense typed by a person.
-var noEnv = map[string]bool{"version": true}
+// noEnv are the flags that only make sense typed by a person, and serve's -check, which says one
+// check per flag.
+var noEnv = map[string]bool{"version": true, "check": true}
 
 // parseOptions reads the command line, then the environment for every flag the command line left
 // unset, and builds the probe's config. It does no I/O beyond getenv.

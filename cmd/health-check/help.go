@@ -11,6 +11,7 @@ const helpHeader = `health-check checks one health endpoint and exits 0 when it 
 
 Usage: health-check [flags] URL
        health-check [flags] -statusPort PORT [-scheme http] [-host localhost] [-path /healthz]
+       health-check serve [flags] -check NAME=URL ...   (answers HTTP probes: see health-check serve -h)
 
 Targets (the URL's scheme picks the check):
   http://, https://   one request; healthy when the status is in -expect-status (and the body has -expect-body)
