@@ -515,7 +515,7 @@ func TestMetrics(t *testing.T) {
 // keptAlive is a Checker that says it opened 2 connections and reused them 40 times.
 type keptAlive struct{}
 
-func (keptAlive) Check(context.Context) probe.Report          { return probe.Report{} }
+func (keptAlive) Check(context.Context) probe.Report           { return probe.Report{} }
 func (keptAlive) UpstreamConnections() (opened, reused uint64) { return 2, 40 }
 
 // TestShutdownDrains: Shutdown lets the answer in flight finish, with Connection: close, and cuts
