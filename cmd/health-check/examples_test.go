@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,7 @@ func TestKubernetesExamplesParse(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, paths)
 	var examples []probeExample
+	var sidecars []serveSidecar
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -43,9 +45,37 @@ func TestKubernetesExamplesParse(t *testing.T) {
 				break
 			}
 			examples = append(examples, findExecProbes(filepath.Base(path), doc, nil)...)
+			sidecars = append(sidecars, findServeSidecars(filepath.Base(path), doc)...)
 		}
 	}
 	require.NotEmpty(t, examples, "the manifests hold exec probes")
+	require.NotEmpty(t, sidecars, "the manifests hold a serve sidecar")
+	for _, sidecar := range sidecars {
+		t.Run(sidecar.where, func(t *testing.T) {
+			assert.Equal(t, "Always", sidecar.restartPolicy, "a native sidecar: an init container with restartPolicy: Always")
+			opts, err := parseServeOptions(sidecar.args[1:], func(string) string { return "" })
+			require.NoError(t, err)
+			_, port, err := net.SplitHostPort(opts.listen)
+			require.NoError(t, err)
+			timeouts := map[string]time.Duration{}
+			for _, c := range opts.server.Checks {
+				timeouts["/"+c.Name] = c.Timeout
+			}
+			probed := 0
+			for _, p := range sidecar.probes {
+				if p.port != port {
+					continue
+				}
+				probed++
+				timeout, ok := timeouts[p.path]
+				require.True(t, ok, "%s: %s names no -check", p.where, p.path)
+				require.NotZero(t, p.timeoutSeconds, "%s: set timeoutSeconds beside the check's -timeout", p.where)
+				assert.Less(t, timeout, time.Duration(p.timeoutSeconds)*time.Second,
+					"%s: the check's -timeout must answer before the kubelet's timeoutSeconds", p.where)
+			}
+			assert.NotZero(t, probed, "the application's httpGet probes ask the sidecar's port %s", port)
+		})
+	}
 	for _, ex := range examples {
 		t.Run(ex.where, func(t *testing.T) {
 			require.Equal(t, "/health-check", ex.command[0])
@@ -99,6 +129,58 @@ func findExecProbes(where string, node any, env map[string]string) []probeExampl
 	return found
 }
 
+// serveSidecar is a container that runs `serve` (args: ["serve", ...] on our image's entrypoint), with
+// the httpGet probes of its manifest.
+type serveSidecar struct {
+	where         string
+	args          []string
+	restartPolicy string
+	probes        []httpGetProbe
+}
+
+type httpGetProbe struct {
+	where, path, port string
+	timeoutSeconds    int
+}
+
+// findServeSidecars walks a decoded manifest for containers whose args start with "serve".
+func findServeSidecars(where string, doc any) []serveSidecar {
+	var sidecars []serveSidecar
+	var probes []httpGetProbe
+	var walk func(node any)
+	walk = func(node any) {
+		switch node := node.(type) {
+		case map[string]any:
+			if args, ok := node["args"].([]any); ok && len(args) > 0 && toString(args[0]) == "serve" {
+				sidecar := serveSidecar{where: where + " " + toString(node["name"])}
+				sidecar.restartPolicy, _ = node["restartPolicy"].(string)
+				for _, arg := range args {
+					sidecar.args = append(sidecar.args, toString(arg))
+				}
+				sidecars = append(sidecars, sidecar)
+			}
+			for key, value := range node {
+				probe, _ := value.(map[string]any)
+				if get, ok := probe["httpGet"].(map[string]any); ok && strings.HasSuffix(key, "Probe") {
+					p := httpGetProbe{where: where + " " + toString(node["name"]) + " " + key, path: toString(get["path"]), port: toString(get["port"])}
+					p.timeoutSeconds, _ = probe["timeoutSeconds"].(int)
+					probes = append(probes, p)
+				}
+				walk(value)
+			}
+		case []any:
+			for _, item := range node {
+				walk(item)
+			}
+		}
+	}
+	walk(doc)
+	for i := range sidecars {
+		sidecars[i].probes = probes
+	}
+	return sidecars
+}
+
 func toString(v any) string {
 	if s, ok := v.(string); ok {
 		return s
@@ -129,8 +211,16 @@ func TestReadmeExamplesParse(t *testing.T) {
 		commands = append(commands, strings.Fields(match[1]))
 	}
 	require.GreaterOrEqual(t, len(commands), 4, "the README shows exec and shell examples")
+	serveCommands := 0
 	for _, args := range commands {
+		if len(args) > 0 && args[0] == "serve" {
+			serveCommands++
+			_, err := parseServeOptions(args[1:], env(nil))
+			assert.NoError(t, err, "%q", args)
+			continue
+		}
 		_, err := parseOptions(args, env(nil))
 		assert.NoError(t, err, "%q", args)
 	}
+	assert.NotZero(t, serveCommands, "the README shows serve")
 }

@@ -37,14 +37,20 @@ func (h *headerList) Set(v string) error {
 // flagSet declares every flag in one place; help, environment and parsing all read it.
 type flagSet struct {
 	*flag.FlagSet
-	url, scheme, host, statusPort, path       string
+	url, scheme, host, statusPort, path string
+	checkFlags
+	verbose, printVersion bool
+}
+
+// checkFlags are the flags that say how to check a target: the command's one check has them, and so
+// has each check of `health-check serve`, which registers them too.
+type checkFlags struct {
 	method, expectStatus, expectBody, service string
 	headers                                   headerList
 	tls                                       probe.TLSOptions
 	unixSocket                                string
 	timeout, retryDelay                       time.Duration
 	retries                                   int
-	verbose, printVersion                     bool
 }
 
 func newFlagSet() *flagSet {
@@ -55,24 +61,29 @@ func newFlagSet() *flagSet {
 	f.StringVar(&f.host, "host", "localhost", "without a URL: the target's `host`")
 	f.StringVar(&f.statusPort, "statusPort", "", "without a URL: the target's `port`")
 	f.StringVar(&f.path, "path", "", "without a URL: the target's `path`, with or without a leading /")
-	f.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
-	f.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
-	f.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
-	f.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
-	f.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
-	f.StringVar(&f.tls.CACert, "cacert", "", "PEM `file` of CA certificates that verify the server (default: the system's)")
-	f.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
-	f.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
-	f.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
-	f.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
-	f.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
-	f.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
-	f.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
-	f.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
-	f.DurationVar(&f.retryDelay, "retry-delay", probe.DefaultRetryDelay, "pause between attempts")
+	f.checkFlags.register(f.FlagSet)
 	f.BoolVar(&f.verbose, "v", false, "print each phase with its timing, the TLS session and the answer")
 	f.BoolVar(&f.printVersion, "version", false, "print the version and exit")
 	return f
+}
+
+// register declares the check's flags on fs.
+func (f *checkFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
+	fs.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
+	fs.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
+	fs.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
+	fs.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
+	fs.StringVar(&f.tls.CACert, "cacert", "", "PEM `file` of CA certificates that verify the server (default: the system's)")
+	fs.StringVar(&f.tls.Cert, "cert", "", "PEM `file` of the client certificate, for mutual TLS")
+	fs.StringVar(&f.tls.Key, "key", "", "PEM `file` of the client certificate's private key")
+	fs.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
+	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
+	fs.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
+	fs.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
+	fs.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
+	fs.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
+	fs.DurationVar(&f.retryDelay, "retry-delay", probe.DefaultRetryDelay, "pause between attempts")
 }
 
 // envName is the environment variable of a flag: "statusPort" → HEALTH_CHECK_STATUS_PORT,
@@ -94,8 +105,9 @@ func envName(flagName string) string {
 	return b.String()
 }
 
-// noEnv are the flags that only make sense typed by a person.
-var noEnv = map[string]bool{"version": true}
+// noEnv are the flags that only make sense typed by a person, and serve's -check, which says one
+// check per flag.
+var noEnv = map[string]bool{"version": true, "check": true}
 
 // parseOptions reads the command line, then the environment for every flag the command line left
 // unset, and builds the probe's config. It does no I/O beyond getenv.
@@ -109,30 +121,32 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	if err := f.setFromEnv(set, getenv); err != nil {
+	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesReplaced(set), getenv); err != nil {
 		return nil, err
 	}
 	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
 	if opts.printVersion {
 		return opts, nil
 	}
-	config, err := f.config(set)
+	target, err := f.target(set)
 	if err != nil {
 		return nil, err
 	}
-	opts.config = *config
+	if opts.config, err = f.checkFlags.config(target); err != nil {
+		return nil, err
+	}
 	return opts, nil
 }
 
-// setFromEnv sets every flag the command line left unset from its environment variable, when that is
-// not empty, and marks it in set. HEALTH_CHECK_HEADER holds one header a line.
-func (f *flagSet) setFromEnv(set map[string]bool, getenv func(string) string) error {
-	ignoreEnv := f.targetVariablesReplaced(set)
+// setFromEnvironment sets every flag of fs that set (the flags given on the command line) does not
+// hold, nor ignore, from its environment variable when that is not empty, and adds it to set.
+// HEALTH_CHECK_HEADER holds one header a line.
+func setFromEnvironment(fs *flag.FlagSet, set, ignore map[string]bool, getenv func(string) string) error {
 	var envErr error
-	f.VisitAll(func(fl *flag.Flag) {
+	fs.VisitAll(func(fl *flag.Flag) {
 		name := envName(fl.Name)
 		value := getenv(name)
-		if set[fl.Name] || noEnv[fl.Name] || ignoreEnv[fl.Name] || value == "" || envErr != nil {
+		if set[fl.Name] || noEnv[fl.Name] || ignore[fl.Name] || value == "" || envErr != nil {
 			return
 		}
 		values := []string{value}
@@ -140,7 +154,7 @@ func (f *flagSet) setFromEnv(set map[string]bool, getenv func(string) string) er
 			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one header a line
 		}
 		for _, v := range values {
-			if err := f.Set(fl.Name, v); err != nil {
+			if err := fs.Set(fl.Name, v); err != nil {
 				envErr = fmt.Errorf("invalid value %q for %s: %v", value, name, err)
 				return
 			}
@@ -150,17 +164,14 @@ func (f *flagSet) setFromEnv(set map[string]bool, getenv func(string) string) er
 	return envErr
 }
 
-// config builds the probe's config from the parsed flags and checks it, before any network I/O.
-func (f *flagSet) config(set map[string]bool) (*probe.Config, error) {
-	target, err := f.target(set)
-	if err != nil {
-		return nil, err
-	}
+// config is the probe's configuration of a check of target with these flags, checked before any
+// network I/O.
+func (f *checkFlags) config(target *url.URL) (probe.Config, error) {
 	expect, err := probe.ParseStatusSet(f.expectStatus)
 	if err != nil {
-		return nil, err
+		return probe.Config{}, err
 	}
-	config := &probe.Config{
+	config := probe.Config{
 		Target:       target,
 		UnixSocket:   f.unixSocket,
 		Method:       strings.ToUpper(f.method),
@@ -173,10 +184,10 @@ func (f *flagSet) config(set map[string]bool) (*probe.Config, error) {
 		RetryDelay:   f.retryDelay,
 	}
 	if config.Host, config.Header, err = parseHeaders(f.headers); err != nil {
-		return nil, err
+		return probe.Config{}, err
 	}
 	if err := config.Validate(); err != nil {
-		return nil, err
+		return probe.Config{}, err
 	}
 	return config, nil
 }

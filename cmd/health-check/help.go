@@ -11,6 +11,7 @@ const helpHeader = `health-check checks one health endpoint and exits 0 when it 
 
 Usage: health-check [flags] URL
        health-check [flags] -statusPort PORT [-scheme http] [-host localhost] [-path /healthz]
+       health-check serve [flags] -check NAME=URL ...   (answers HTTP probes: see health-check serve -h)
 
 Targets (the URL's scheme picks the check):
   http://, https://   one request; healthy when the status is in -expect-status (and the body has -expect-body)
@@ -43,7 +44,16 @@ Examples:
 // writeHelp prints -h: every flag with its default and environment variable, then examples.
 func writeHelp(w io.Writer) {
 	fmt.Fprint(w, helpHeader)
-	newFlagSet().VisitAll(func(fl *flag.Flag) {
+	writeFlags(w, newFlagSet().FlagSet, nil)
+	fmt.Fprint(w, helpFooter)
+}
+
+// writeFlags lists fs's flags, but those skip names, with their defaults and variables.
+func writeFlags(w io.Writer, fs *flag.FlagSet, skip func(name string) bool) {
+	fs.VisitAll(func(fl *flag.Flag) {
+		if skip != nil && skip(fl.Name) {
+			return
+		}
 		name, usage := flag.UnquoteUsage(fl)
 		line := "  -" + fl.Name
 		if name != "" {
@@ -57,5 +67,4 @@ func writeHelp(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s\n      %s\n", line, strings.ReplaceAll(usage, "\n", "\n      "))
 	})
-	fmt.Fprint(w, helpFooter)
 }

@@ -1,0 +1,413 @@
+// Package serve is the server of `health-check serve`: it answers a kubelet's plain httpGet probes
+// (GET /NAME) by running checks configured at start — over mutual TLS, gRPC health, whatever the
+// probe package speaks — so that a pod gets mTLS health checks without an exec, and so without a
+// process, per check.
+//
+// It is a small, hardened HTTP/1.1 server of its own rather than net/http: the server shares the
+// probe's binary, and net/http would cost every exec probe its start-up (see cmd/health-check's
+// TestNoHeavyPackages). It reads no request body, bounds the head's size and the time it may take,
+// the connections it holds and the upstream checks in flight; concurrent probes of one check share
+// one upstream call. The target of a check never comes from a request: the server is no proxy.
+//
+// Nothing here runs before New: no package-level state with work in it, no init.
+package serve
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/probe"
+)
+
+// Defaults of Options, each a bound against a client that would hold the server's resources.
+const (
+	// DefaultReadHeaderTimeout cuts off a client that sends its request head slowly (slowloris):
+	// a kubelet sends its few hundred bytes at once.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultIdleTimeout closes a kept-alive connection that sends no next request.
+	DefaultIdleTimeout = 30 * time.Second
+	// DefaultWriteTimeout bounds writing one answer, a few hundred bytes, to a client that does not read.
+	DefaultWriteTimeout = 5 * time.Second
+	// DefaultMaxHeaderBytes bounds a request line and its header fields: a kubelet's are about 150
+	// bytes; net/http's servers allow 1 MiB, far more than a probe needs.
+	DefaultMaxHeaderBytes = 8 << 10
+	// DefaultMaxConnections bounds the client connections held at once: each probe of a kubelet is
+	// one connection, closed after the answer, so a pod's probes need a handful.
+	DefaultMaxConnections = 128
+	// DefaultMaxUpstream bounds the upstream checks in flight across all checks. Concurrent probes of
+	// one check share one call, so it matters only with many checks.
+	DefaultMaxUpstream = 32
+)
+
+// lingerTimeout is how long a connection closed after a refused request keeps reading what the
+// client still sends, so that the client reads our answer before the close (closing a socket with
+// unread data sends a reset, which can overtake the answer).
+const lingerTimeout = 250 * time.Millisecond
+
+// Options configure a Server. Zero limits take their defaults.
+type Options struct {
+	Checks []Check
+	// Metrics serves /metrics in the Prometheus text format.
+	Metrics bool
+	// Log receives one line per event: a check's result changed, an accept failed. Nil discards.
+	Log io.Writer
+
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	WriteTimeout      time.Duration
+	MaxHeaderBytes    int
+	MaxConnections    int
+	MaxUpstream       int
+}
+
+// ValidName reports whether name can name a check: 1 to 63 lowercase letters, digits and '-', so
+// that it is a path segment, a metrics label and a word in a log line as it is.
+func ValidName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("check name %q: want 1 to 63 characters", name)
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("check name %q: want lowercase letters, digits and '-'", name)
+		}
+	}
+	return nil
+}
+
+// Server answers probes on the listeners given to Serve until Shutdown.
+type Server struct {
+	opts   Options
+	checks map[string]*check
+	sorted []*check // in the order given, for /metrics
+
+	// ctx is the context of upstream checks and of the probes that wait for them; cancel ends both
+	// when Shutdown's time runs out.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu           sync.Mutex
+	shuttingDown bool
+	listeners    map[net.Listener]struct{}
+	conns        map[*conn]struct{}
+	connWait     sync.WaitGroup // one per connection goroutine
+
+	logMu sync.Mutex
+}
+
+// New checks the options and builds a Server. It listens to nothing yet.
+func New(opts Options) (*Server, error) {
+	if len(opts.Checks) == 0 {
+		return nil, errors.New("no checks")
+	}
+	defaults := []struct {
+		value *time.Duration
+		def   time.Duration
+	}{{&opts.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&opts.IdleTimeout, DefaultIdleTimeout}, {&opts.WriteTimeout, DefaultWriteTimeout}}
+	for _, d := range defaults {
+		if *d.value <= 0 {
+			*d.value = d.def
+		}
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.MaxUpstream <= 0 {
+		opts.MaxUpstream = DefaultMaxUpstream
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	s := &Server{opts: opts, checks: map[string]*check{}, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	upstream := newSemaphore(opts.MaxUpstream)
+	for _, c := range opts.Checks {
+		if err := ValidName(c.Name); err != nil {
+			return nil, err
+		}
+		if _, dup := s.checks[c.Name]; dup {
+			return nil, fmt.Errorf("check name %q: given twice", c.Name)
+		}
+		if c.Name == "metrics" && opts.Metrics {
+			return nil, errors.New(`check name "metrics": /metrics serves the metrics`)
+		}
+		if c.Checker == nil || c.Timeout <= 0 {
+			return nil, fmt.Errorf("check %s: needs a Checker and a positive Timeout", c.Name)
+		}
+		entry := &check{Check: c, upstream: upstream, log: s.logf}
+		s.checks[c.Name] = entry
+		s.sorted = append(s.sorted, entry)
+	}
+	return s, nil
+}
+
+// DrainTime is how long Shutdown should be given: the longest check's Timeout, which bounds every
+// answer in flight, and a margin to write it.
+func (s *Server) DrainTime() time.Duration {
+	longest := time.Duration(0)
+	for _, c := range s.sorted {
+		longest = max(longest, c.Timeout)
+	}
+	return longest + answerMargin + time.Second
+}
+
+func (s *Server) logf(format string, args ...any) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	fmt.Fprintf(s.opts.Log, format+"\n", args...)
+}
+
+// Serve accepts connections on l until Shutdown, which makes it return nil; any other accept
+// failure that persists is retried with a growing pause, as an exhausted file table heals.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+
+	pause := time.Duration(0)
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.shuttingDown
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.logf("accept: %v; retrying in %s", err, pause)
+			time.Sleep(pause)
+			continue
+		}
+		pause = 0
+		s.track(nc)
+	}
+}
+
+// track starts serving a new connection, or refuses it when the server holds its maximum or is
+// shutting down. A refused client gets a 503, written at once into an empty socket buffer.
+func (s *Server) track(nc net.Conn) {
+	s.mu.Lock()
+	if s.shuttingDown || len(s.conns) >= s.opts.MaxConnections {
+		s.mu.Unlock()
+		resp := &response{status: 503, body: "busy: too many connections\n", close: true}
+		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		nc.Write(appendResponse(nil, resp, false, time.Now()))
+		nc.Close()
+		return
+	}
+	c := &conn{nc: nc, idle: true}
+	s.conns[c] = struct{}{}
+	s.connWait.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
+}
+
+// conn is one client connection. It is idle while it waits for, or reads, a request head: Shutdown
+// cuts those off, and lets the ones that are answering finish.
+type conn struct {
+	nc net.Conn
+	r  *bufio.Reader
+
+	mu   sync.Mutex
+	idle bool
+}
+
+// readUntil sets the deadline of the next read, unless the server is shutting down: then the
+// connection closes instead of waiting for a request it would not answer.
+func (s *Server) readUntil(c *conn, deadline time.Time) bool {
+	// Under c.mu, so that Shutdown's cut-off cannot fall between the check and the new deadline.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = true
+	s.mu.Lock()
+	closing := s.shuttingDown
+	s.mu.Unlock()
+	if closing {
+		return false
+	}
+	c.nc.SetReadDeadline(deadline)
+	return true
+}
+
+func (c *conn) setIdle(idle bool) {
+	c.mu.Lock()
+	c.idle = idle
+	c.mu.Unlock()
+}
+
+func (s *Server) serveConn(c *conn) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.connWait.Done()
+	}()
+	c.r = bufio.NewReaderSize(c.nc, 1024)
+	buf := make([]byte, 0, 512)
+	for first := true; ; first = false {
+		// The first request has ReadHeaderTimeout from the accept; a next one, IdleTimeout to begin
+		// and then ReadHeaderTimeout to arrive whole.
+		if !first {
+			if !s.readUntil(c, time.Now().Add(s.opts.IdleTimeout)) {
+				c.nc.Close()
+				return
+			}
+			if _, err := c.r.Peek(1); err != nil {
+				c.nc.Close()
+				return
+			}
+		}
+		if !s.readUntil(c, time.Now().Add(s.opts.ReadHeaderTimeout)) {
+			c.nc.Close()
+			return
+		}
+		req, err := readRequest(c.r, s.opts.MaxHeaderBytes)
+		c.setIdle(false)
+		if err != nil {
+			s.refuse(c, err, buf)
+			return
+		}
+		resp := s.route(req)
+		s.mu.Lock()
+		resp.close = resp.close || !req.keepAlive || s.shuttingDown
+		s.mu.Unlock()
+		buf = appendResponse(buf[:0], resp, req.method == "HEAD", time.Now())
+		c.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if _, err := c.nc.Write(buf); err != nil || resp.close {
+			s.close(c)
+			return
+		}
+	}
+}
+
+// refuse answers a request head that was refused, and closes the connection. A client that went
+// away, or did not send its head in time, gets no answer: like net/http, the server just closes.
+func (s *Server) refuse(c *conn, err error, buf []byte) {
+	var refused *httpError
+	if !errors.As(err, &refused) {
+		c.nc.Close()
+		return
+	}
+	resp := &response{status: refused.status, body: refused.reason + "\n", close: true}
+	c.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	c.nc.Write(appendResponse(buf[:0], resp, false, time.Now()))
+	s.lingeringClose(c)
+}
+
+// close ends a connection after an answer. When the client sent more than the server read (a
+// request pipelined behind the last), it closes as after a refusal.
+func (s *Server) close(c *conn) {
+	if c.r.Buffered() > 0 {
+		s.lingeringClose(c)
+		return
+	}
+	c.nc.Close()
+}
+
+// lingeringClose stops writing, then reads what the client still sends for a moment before it
+// closes: closing a socket with unread data sends a reset, which can overtake the answer.
+func (s *Server) lingeringClose(c *conn) {
+	if tcp, ok := c.nc.(*net.TCPConn); ok {
+		tcp.CloseWrite()
+		c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.Copy(io.Discard, io.LimitReader(c.nc, 256<<10))
+	}
+	c.nc.Close()
+}
+
+// Shutdown stops accepting, closes the connections that wait for a request, and waits for the
+// answers in flight until ctx ends; then it closes what is left and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shuttingDown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.idle {
+			c.nc.SetReadDeadline(time.Now()) // wakes the read; the loop then closes the connection
+		}
+		c.mu.Unlock()
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.connWait.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel() // the answers still waiting report that the server is shutting down
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// route answers one request. Only configured names reach a check; nothing of the request but its
+// method and path is used.
+func (s *Server) route(req *request) *response {
+	readOnly := req.method == "GET" || req.method == "HEAD"
+	notAllowed := &response{status: 405, body: "method not allowed: want GET or HEAD\n", allow: "GET, HEAD"}
+	switch {
+	case req.path == "/-/alive":
+		if !readOnly {
+			return notAllowed
+		}
+		return &response{status: 200, body: "alive\n"}
+	case req.path == "/metrics" && s.opts.Metrics:
+		if !readOnly {
+			return notAllowed
+		}
+		var b strings.Builder
+		writeMetrics(&b, s.sorted)
+		return &response{status: 200, contentType: metricsContentType, body: b.String()}
+	}
+	c := s.checks[req.path[1:]]
+	if c == nil {
+		return &response{status: 404, body: "no such check\n"}
+	}
+	if !readOnly {
+		return notAllowed
+	}
+	report := c.answer(s.ctx)
+	status := 200
+	if report.Result != probe.Healthy {
+		status = 503
+	}
+	return &response{status: status, body: report.Line() + "\n"}
+}
