@@ -187,6 +187,12 @@ func describeConnection(state tls.ConnectionState) string {
 	return text
 }
 
+// connectionText describes a TLS session only when a -v line prints it: a run without -v never
+// formats the certificate's names and dates.
+type connectionText struct{ state *tls.ConnectionState }
+
+func (c connectionText) String() string { return describeConnection(*c.state) }
+
 // certificateName names a certificate for a message: its SPIFFE ID when it has one URI SAN, else its
 // subject, else its first DNS name.
 func certificateName(cert *x509.Certificate) string {
@@ -327,7 +333,7 @@ func handshake(ctx context.Context, c *Config, conn net.Conn, tlsConfig *tls.Con
 		return nil, err
 	}
 	state := tlsConn.ConnectionState()
-	log("TLS handshake in %s: %s", since(start), describeConnection(state))
+	log("TLS handshake in %s: %s", since(start), connectionText{&state})
 	if err := checkValidity(state, c.TLS.MinValidity); err != nil {
 		return nil, err
 	}
