@@ -37,10 +37,10 @@ type Config struct {
 	// UnixSocket, when set, is dialled instead of the target's host and port.
 	UnixSocket string
 
-	// HTTP only.
+	// HTTP only, but for Header and Host, which gRPC sends as metadata and :authority.
 	Method       string              // GET or HEAD
 	Header       map[string][]string // extra request headers, by canonical name
-	Host         string              // Host header; empty means the target's host
+	Host         string              // Host header (gRPC: :authority); empty means the target's host
 	ExpectStatus StatusSet
 	ExpectBody   string
 
@@ -307,8 +307,8 @@ func (c *Config) Validate() error {
 		switch {
 		case c.Method != "" && c.Method != methodGet:
 			return usageErrorf("-method applies to http and https, not %s", scheme)
-		case len(c.Header) > 0 || c.Host != "":
-			return usageErrorf("-header applies to http and https, not %s", scheme)
+		case s.kind == kindConnection && (len(c.Header) > 0 || c.Host != ""):
+			return usageErrorf("-header applies to http, https, grpc and grpcs, not %s", scheme)
 		case c.ExpectBody != "":
 			return usageErrorf("-expect-body applies to http and https, not %s", scheme)
 		case c.ExpectStatus != nil && c.ExpectStatus.String() != DefaultExpectStatus:
@@ -318,10 +318,16 @@ func (c *Config) Validate() error {
 	if c.Method != "" && c.Method != methodGet && c.Method != methodHead {
 		return usageErrorf("bad -method %q: want GET or HEAD", c.Method)
 	}
+	if s.kind == kindGRPC {
+		if err := validateMetadata(c.Header); err != nil {
+			return err
+		}
+	}
 	if c.GRPCService != "" && s.kind != kindGRPC {
 		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
 	}
 	// The request goes out whole, before the server could grant more than HTTP/2's initial window.
+	// (Metadata goes in the header block, which has its own bound: the server's, checked by the server.)
 	if n := len(grpchealth.EncodeRequest(c.GRPCService)); n > h2.InitialSendWindow {
 		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2.InitialSendWindow)
 	}

@@ -31,7 +31,7 @@ import (
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
 	conn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log)
 	if err != nil {
-		return unreachable(err)
+		return failed(err)
 	}
 	defer tcpConn.Close() // closing the TCP connection is enough: no close_notify
 	start := time.Now()
@@ -69,7 +69,7 @@ func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) (
 	if tlsConfig == nil {
 		tlsConfig = &tls.Config{}
 	}
-	tlsConn, err := handshake(ctx, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
+	tlsConn, err := handshake(ctx, c, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
 	if err != nil {
 		tcpConn.Close()
 		return nil, nil, explainTLSAlert(err)
@@ -97,12 +97,15 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn) (*h2.Respons
 		{Name: ":method", Value: "POST"},
 		{Name: ":scheme", Value: scheme},
 		{Name: ":path", Value: grpchealth.CheckPath},
-		{Name: ":authority", Value: c.Target.Host},
+		{Name: ":authority", Value: cmp.Or(c.Host, c.Target.Host)},
 		{Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"},
 	}
-	if c.UserAgent != "" {
+	if c.UserAgent != "" && len(c.Header["User-Agent"]) == 0 {
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: c.UserAgent})
+	}
+	if len(c.Header) > 0 {
+		fields = appendMetadata(fields, c.Header)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})

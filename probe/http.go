@@ -49,7 +49,7 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 			if target != c.Target {
 				err = fmt.Errorf("following a redirect to %s: %w", redacted(target), err)
 			}
-			return unreachable(err)
+			return failed(err)
 		}
 		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
 		if next != nil && redirects < maxRedirects {
@@ -107,7 +107,7 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		_ = conn.SetDeadline(deadline)
 	}
 	if lookupScheme(target.Scheme).tls { // a redirect stays within its origin, so in http or https
-		tlsConn, err := handshake(ctx, conn, tlsConfig, target.Hostname(), "http/1.1", log)
+		tlsConn, err := handshake(ctx, c, conn, tlsConfig, target.Hostname(), "http/1.1", log)
 		if err != nil {
 			conn.Close()
 			return nil, nil, err

@@ -88,7 +88,13 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 			report.Insecure = true
 			log("-insecure: the server's certificate is not verified")
 		}
+		if verbose != nil {
+			logClientCertificate(tlsConfig, log)
+		}
 	}
+	// With -workload-api, the TLS material comes from the agent, at the first attempt that reaches it.
+	fromFiles := tlsConfig
+	needSVID := scheme.tls && c.TLS.WorkloadAPI != ""
 
 	deadline := start.Add(c.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
@@ -99,7 +105,19 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 	for attempts <= c.Retries {
 		attempts++
 		log("attempt %d: %s", attempts, report.Checked)
-		last = check(ctx, c, tlsConfig, log)
+		if needSVID {
+			if config, err := c.TLS.workloadAPIConfig(ctx, fromFiles, c.UserAgent, log); err != nil {
+				last = unreachable(err)
+			} else {
+				tlsConfig, needSVID = config, false
+				if verbose != nil {
+					logClientCertificate(tlsConfig, log)
+				}
+			}
+		}
+		if !needSVID {
+			last = check(ctx, c, tlsConfig, log)
+		}
 		// The connection's deadline is the context's, and may fire a moment before the context's own
 		// timer: the clock, not ctx.Err, says whether the time is up.
 		timeUp := !time.Now().Before(deadline)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,17 @@ type TLSOptions struct {
 	// It is off by default: the hybrid share doubles the CPU of a check, and health status sent
 	// over loopback or a pod network is rarely a secret worth protecting from future quantum attacks.
 	PostQuantum bool
+
+	// SPIFFEIDs verify the server by its SPIFFE ID instead of a DNS name: its certificate must be an
+	// X.509-SVID whose one URI SAN is one of these IDs, or in one of these trust domains
+	// (spiffe://example.org). ServerName is then only the SNI.
+	SPIFFEIDs []string
+	// WorkloadAPI is the address of a SPIFFE Workload API (unix:///run/spire/sockets/agent.sock): at
+	// every run, the client certificate is its X.509-SVID, and its trust bundle verifies the server
+	// unless CACert is given, which then wins.
+	WorkloadAPI string
+	// MinValidity makes a server certificate that expires sooner than this an unhealthy answer.
+	MinValidity time.Duration
 }
 
 // classicCurves is the key exchange offered without -post-quantum: X25519 first (the only key share
@@ -46,6 +58,12 @@ func (f TLSOptions) firstSet() string {
 		return "-insecure"
 	case f.PostQuantum:
 		return "-post-quantum"
+	case len(f.SPIFFEIDs) > 0:
+		return "-spiffe-id"
+	case f.WorkloadAPI != "":
+		return "-workload-api"
+	case f.MinValidity != 0:
+		return "-min-validity"
 	}
 	return ""
 }
@@ -56,8 +74,27 @@ func (f TLSOptions) validate() error {
 		return usageErrorf("-cert %s needs -key", f.Cert)
 	case f.Key != "" && f.Cert == "":
 		return usageErrorf("-key %s needs -cert", f.Key)
+	case f.MinValidity < 0:
+		return usageErrorf("-min-validity must be 0 or more")
+	case f.WorkloadAPI != "" && f.Cert != "":
+		return usageErrorf("-workload-api and -cert both give the client certificate: choose one")
 	}
-	return nil
+	if f.WorkloadAPI != "" {
+		if _, err := workloadAPISocket(f.WorkloadAPI); err != nil {
+			return err
+		}
+	}
+	if len(f.SPIFFEIDs) == 0 {
+		return nil
+	}
+	switch {
+	case f.Insecure:
+		return usageErrorf("-spiffe-id verifies the server, -insecure does not: choose one")
+	case f.CACert == "" && f.WorkloadAPI == "":
+		return usageErrorf("-spiffe-id needs the trust bundle that verifies the server: -cacert or -workload-api")
+	}
+	_, err := parseSPIFFEIDs(f.SPIFFEIDs)
+	return err
 }
 
 // Load reads the files and returns the client's TLS configuration. Any file that is missing,
@@ -81,6 +118,11 @@ func (f TLSOptions) Load() (*tls.Config, error) {
 			return nil, usageErrorf("CA file %s holds no PEM certificate", f.CACert)
 		}
 		config.RootCAs = pool
+		if len(f.SPIFFEIDs) > 0 {
+			if err := verifyBySPIFFEID(config, f.SPIFFEIDs, trustBundles{all: pool}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if f.Cert != "" {
 		pair, err := loadKeyPair(f.Cert, f.Key)
@@ -94,6 +136,22 @@ func (f TLSOptions) Load() (*tls.Config, error) {
 		}
 	}
 	return config, nil
+}
+
+// verifyBySPIFFEID makes config verify the server's certificate as an X.509-SVID with one of ids,
+// against bundles, instead of by name. crypto/tls verifies a chain only together with a DNS name, so
+// its own verification is off (InsecureSkipVerify) and VerifyConnection does all of it; a failure
+// ends the handshake with a bad_certificate alert, as crypto/tls's own would.
+func verifyBySPIFFEID(config *tls.Config, ids []string, bundles trustBundles) error {
+	want, err := parseSPIFFEIDs(ids)
+	if err != nil {
+		return err
+	}
+	config.InsecureSkipVerify = true
+	config.VerifyConnection = func(state tls.ConnectionState) error {
+		return verifySVID(state.PeerCertificates, want, bundles)
+	}
+	return nil
 }
 
 func loadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
@@ -120,13 +178,93 @@ func describeConnection(state tls.ConnectionState) string {
 	}
 	if len(state.PeerCertificates) > 0 {
 		leaf := state.PeerCertificates[0]
-		text += fmt.Sprintf(", server certificate %q issued by %q, expires %s",
-			leaf.Subject.String(), leaf.Issuer.String(), leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+		text += fmt.Sprintf(", server certificate %s issued by %q, %s",
+			certificateName(leaf), leaf.Issuer.String(), describeValidity(leaf))
 	}
 	if state.NegotiatedProtocol != "" {
 		text += ", ALPN " + state.NegotiatedProtocol
 	}
 	return text
+}
+
+// connectionText describes a TLS session only when a -v line prints it: a run without -v never
+// formats the certificate's names and dates.
+type connectionText struct{ state *tls.ConnectionState }
+
+func (c connectionText) String() string { return describeConnection(*c.state) }
+
+// certificateName names a certificate for a message: its SPIFFE ID when it has one URI SAN, else its
+// subject, else its first DNS name.
+func certificateName(cert *x509.Certificate) string {
+	switch {
+	case len(cert.URIs) == 1 && cert.URIs[0].Scheme == "spiffe":
+		return "SPIFFE ID " + cert.URIs[0].String()
+	case len(cert.Subject.String()) > 0:
+		return strconv.Quote(cert.Subject.String())
+	case len(cert.DNSNames) > 0:
+		return "for " + strconv.Quote(cert.DNSNames[0])
+	}
+	return "without a name"
+}
+
+// describeValidity is when a certificate expires and how long that is from now, for -v lines.
+func describeValidity(cert *x509.Certificate) string {
+	left := time.Until(cert.NotAfter)
+	if left < 0 {
+		return "expired " + cert.NotAfter.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("expires %s (valid for %s more)", cert.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Second))
+}
+
+// expiresTooSoonError is a server certificate that expires within -min-validity: an answer, and an
+// unhealthy one, as monitoring-plugins' check_http -C sees it.
+type expiresTooSoonError struct {
+	cert        *x509.Certificate
+	minValidity time.Duration
+}
+
+func (e *expiresTooSoonError) Error() string {
+	return fmt.Sprintf("the server's certificate %s expires %s, in %s, sooner than -min-validity %s",
+		certificateName(e.cert), e.cert.NotAfter.UTC().Format(time.RFC3339), time.Until(e.cert.NotAfter).Round(time.Second), e.minValidity)
+}
+
+// checkValidity is an expiresTooSoonError when the server's certificate expires within minValidity.
+func checkValidity(state tls.ConnectionState, minValidity time.Duration) error {
+	if minValidity <= 0 || len(state.PeerCertificates) == 0 {
+		return nil
+	}
+	if leaf := state.PeerCertificates[0]; time.Until(leaf.NotAfter) < minValidity {
+		return &expiresTooSoonError{cert: leaf, minValidity: minValidity}
+	}
+	return nil
+}
+
+// failed is the outcome of an attempt that ended in err: unreachable, except for a server certificate
+// that expires too soon, which is an answer, and unhealthy.
+func failed(err error) outcome {
+	var tooSoon *expiresTooSoonError
+	if errors.As(err, &tooSoon) {
+		return outcome{Unhealthy, err.Error()}
+	}
+	return unreachable(err)
+}
+
+// logClientCertificate prints, for -v, which client certificate config presents and how long it is valid.
+func logClientCertificate(config *tls.Config, log logf) {
+	if config == nil || config.GetClientCertificate == nil {
+		return
+	}
+	cert, err := config.GetClientCertificate(&tls.CertificateRequestInfo{})
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		return
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return
+		}
+	}
+	log("client certificate %s issued by %q, %s", certificateName(leaf), leaf.Issuer.String(), describeValidity(leaf))
 }
 
 // minConfirmWait is the least time checkTLS waits for a TLS 1.3 server to reject our certificate.
@@ -157,9 +295,9 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 		return presented(info)
 	}
 	start := time.Now()
-	tlsConn, err := handshake(ctx, conn, config, c.Target.Hostname(), "", log)
+	tlsConn, err := handshake(ctx, c, conn, config, c.Target.Hostname(), "", log)
 	if err != nil {
-		return unreachable(err)
+		return failed(err)
 	}
 	handshakeTime := time.Since(start)
 	state := tlsConn.ConnectionState()
@@ -179,8 +317,9 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 }
 
 // handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
-// configuration names another, and offering one ALPN protocol when alpn is not empty.
-func handshake(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, serverName, alpn string, log logf) (*tls.Conn, error) {
+// configuration names another, and offering one ALPN protocol when alpn is not empty. A server
+// certificate that expires within -min-validity is an expiresTooSoonError, after the handshake.
+func handshake(ctx context.Context, c *Config, conn net.Conn, tlsConfig *tls.Config, serverName, alpn string, log logf) (*tls.Conn, error) {
 	config := tlsConfig.Clone()
 	if config.ServerName == "" {
 		config.ServerName = serverName
@@ -193,7 +332,11 @@ func handshake(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, server
 	if err := tlsConn.HandshakeContext(ctx); err != nil {
 		return nil, err
 	}
-	log("TLS handshake in %s: %s", since(start), describeConnection(tlsConn.ConnectionState()))
+	state := tlsConn.ConnectionState()
+	log("TLS handshake in %s: %s", since(start), connectionText{&state})
+	if err := checkValidity(state, c.TLS.MinValidity); err != nil {
+		return nil, err
+	}
 	return tlsConn, nil
 }
 

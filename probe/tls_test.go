@@ -97,5 +97,5 @@ func TestTLSFlagsNeedATLSScheme(t *testing.T) {
 	assert.Contains(t, run(c).Line(), "-insecure needs a TLS scheme")
 	c = testConfig(t, "tcp://localhost:8080")
 	c.Header = http.Header{"X": {"y"}}
-	assert.Contains(t, run(c).Line(), "-header applies to http and https, not tcp")
+	assert.Contains(t, run(c).Line(), "-header applies to http, https, grpc and grpcs, not tcp")
 }

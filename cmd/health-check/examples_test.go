@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -223,4 +224,24 @@ func TestReadmeExamplesParse(t *testing.T) {
 		assert.NoError(t, err, "%q", args)
 	}
 	assert.NotZero(t, serveCommands, "the README shows serve")
+}
+
+// TestReadmeFlagsTable: the README's Flags table has a row for every flag, with its variable, as -h does.
+func TestReadmeFlagsTable(t *testing.T) {
+	testutil.NeedsGoTree(t)
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if m := regexp.MustCompile("^\\| `-([A-Za-z-]+)[ `]").FindStringSubmatch(line); m != nil {
+			rows[m[1]] = line
+		}
+	}
+	newFlagSet().VisitAll(func(fl *flag.Flag) {
+		row, ok := rows[fl.Name]
+		if !assert.True(t, ok, "the README's Flags table has no row for -%s", fl.Name) || noEnv[fl.Name] {
+			return
+		}
+		assert.True(t, strings.HasSuffix(row, "| `"+envName(fl.Name)+"` |"), "the row of -%s ends with its variable: %s", fl.Name, row)
+	})
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
+// spiffeEndpointSocket is the SPIFFE Workload API's standard variable for its address.
+const spiffeEndpointSocket = "SPIFFE_ENDPOINT_SOCKET"
+
 // envPrefix starts the environment variable of every flag: -statusPort is HEALTH_CHECK_STATUS_PORT.
 const envPrefix = "HEALTH_CHECK_"
 
@@ -25,7 +28,7 @@ type options struct {
 	printVersion bool
 }
 
-// headerList collects repeated -header flags.
+// headerList collects a repeated flag: -header, -spiffe-id.
 type headerList []string
 
 func (h *headerList) String() string { return strings.Join(*h, ", ") }
@@ -46,7 +49,7 @@ type flagSet struct {
 // has each check of `health-check serve`, which registers them too.
 type checkFlags struct {
 	method, expectStatus, expectBody, service string
-	headers                                   headerList
+	headers, spiffeIDs                        headerList
 	tls                                       probe.TLSOptions
 	unixSocket                                string
 	timeout, retryDelay                       time.Duration
@@ -70,7 +73,7 @@ func newFlagSet() *flagSet {
 // register declares the check's flags on fs.
 func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
-	fs.Var(&f.headers, "header", "HTTP request header `'Name: value'` (repeatable; 'Host: name' sets the Host)")
+	fs.Var(&f.headers, "header", "HTTP request header or gRPC metadata `'Name: value'` (repeatable; 'Host: name' sets the Host;\ngRPC -bin values in base64)")
 	fs.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
 	fs.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
 	fs.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
@@ -80,6 +83,9 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tls.ServerName, "server-name", "", "`name` sent as SNI and verified in the server's certificate (default: the URL's host)")
 	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
 	fs.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
+	fs.Var(&f.spiffeIDs, "spiffe-id", "verify the server by this SPIFFE `ID` (URI SAN) instead of a DNS name; spiffe://trust.domain\naccepts any ID in it (repeatable; needs -cacert or -workload-api)")
+	fs.StringVar(&f.tls.WorkloadAPI, "workload-api", "", "SPIFFE Workload API `address` (unix:///path): client SVID and trust bundle, at every run\n(default: $SPIFFE_ENDPOINT_SOCKET when -spiffe-id is given without -cert)")
+	fs.DurationVar(&f.tls.MinValidity, "min-validity", 0, "unhealthy when the server's certificate expires within this `duration`, e.g. 168h")
 	fs.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
 	fs.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
 	fs.IntVar(&f.retries, "retry", probe.DefaultRetries, "`retries` after a failed first attempt, within -timeout")
@@ -124,6 +130,12 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesReplaced(set), getenv); err != nil {
 		return nil, err
 	}
+	// SPIFFE_ENDPOINT_SOCKET is the Workload API's standard variable, set for every process of a
+	// workload: it fills in -workload-api only where the probe asks for SPIFFE and no other client
+	// certificate, so that it never changes a probe that does not.
+	if socket := getenv(spiffeEndpointSocket); socket != "" && !set["workload-api"] && set["spiffe-id"] && !set["cert"] {
+		f.tls.WorkloadAPI = socket
+	}
 	opts := &options{verbose: f.verbose, printVersion: f.printVersion}
 	if opts.printVersion {
 		return opts, nil
@@ -150,8 +162,8 @@ func setFromEnvironment(fs *flag.FlagSet, set, ignore map[string]bool, getenv fu
 			return
 		}
 		values := []string{value}
-		if fl.Name == "header" {
-			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one header a line
+		if fl.Name == "header" || fl.Name == "spiffe-id" {
+			values = strings.Split(strings.TrimRight(value, "\n"), "\n") // one a line
 		}
 		for _, v := range values {
 			if err := fs.Set(fl.Name, v); err != nil {
@@ -171,6 +183,7 @@ func (f *checkFlags) config(target *url.URL) (probe.Config, error) {
 	if err != nil {
 		return probe.Config{}, err
 	}
+	f.tls.SPIFFEIDs = f.spiffeIDs
 	config := probe.Config{
 		Target:       target,
 		UnixSocket:   f.unixSocket,

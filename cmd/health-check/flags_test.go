@@ -98,6 +98,36 @@ func TestParseOptions(t *testing.T) {
 				assert.Equal(t, "2", http.Header(o.config.Header).Get("X-B"))
 				assert.Equal(t, "app.internal", o.config.Host)
 			}},
+		{name: "SPIFFE IDs, one a line in the environment", args: []string{"-cacert", "/ca", "https://localhost/"},
+			env: map[string]string{"HEALTH_CHECK_SPIFFE_ID": "spiffe://example.org/a\nspiffe://example.com\n", "HEALTH_CHECK_MIN_VALIDITY": "72h"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, []string{"spiffe://example.org/a", "spiffe://example.com"}, o.config.TLS.SPIFFEIDs)
+				assert.Equal(t, 72*time.Hour, o.config.TLS.MinValidity)
+			}},
+		{name: "repeated -spiffe-id", args: []string{"-cacert", "/ca", "-spiffe-id", "spiffe://a.org/x", "-spiffe-id", "spiffe://b.org", "tls://db:5432"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, []string{"spiffe://a.org/x", "spiffe://b.org"}, o.config.TLS.SPIFFEIDs)
+			}},
+		{name: "HEALTH_CHECK_WORKLOAD_API", args: []string{"grpcs://localhost:9443"},
+			env: map[string]string{"HEALTH_CHECK_WORKLOAD_API": "unix:///run/spire/agent.sock", "SPIFFE_ENDPOINT_SOCKET": "unix:///other.sock"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "unix:///run/spire/agent.sock", o.config.TLS.WorkloadAPI)
+			}},
+		{name: "SPIFFE_ENDPOINT_SOCKET with -spiffe-id", args: []string{"-spiffe-id", "spiffe://example.org", "https://localhost/"},
+			env: map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/agent.sock"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "unix:///run/spire/agent.sock", o.config.TLS.WorkloadAPI)
+			}},
+		{name: "SPIFFE_ENDPOINT_SOCKET without -spiffe-id changes nothing", args: []string{"http://localhost/"},
+			env:   map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/agent.sock"},
+			check: func(t *testing.T, o *options) { assert.Empty(t, o.config.TLS.WorkloadAPI) }},
+		{name: "SPIFFE_ENDPOINT_SOCKET does not replace -cert", args: []string{"-spiffe-id", "spiffe://example.org", "-cacert", "/ca", "-cert", "/c", "-key", "/k", "https://localhost/"},
+			env:   map[string]string{"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/agent.sock"},
+			check: func(t *testing.T, o *options) { assert.Empty(t, o.config.TLS.WorkloadAPI) }},
+		{name: "gRPC metadata", args: []string{"-header", "Authorization: Bearer x", "-header", "X-Trace-Bin: AAE=", "grpc://localhost:9090"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "Bearer x", http.Header(o.config.Header).Get("Authorization"))
+			}},
 		{name: "lower-case method", args: []string{"-method", "head", "http://localhost/"},
 			check: func(t *testing.T, o *options) { assert.Equal(t, "HEAD", o.config.Method) }},
 		{name: "-version needs no target", args: []string{"-version"}, check: func(t *testing.T, o *options) { assert.True(t, o.printVersion) }},
@@ -116,6 +146,11 @@ func TestParseOptions(t *testing.T) {
 		{name: "bad expect-status", args: []string{"-expect-status", "2xx", "http://b/"}, wantErr: "bad -expect-status"},
 		{name: "client cert on plain http", args: []string{"-cert", "/c", "-key", "/k", "http://b/"}, wantErr: "-cert needs a TLS scheme"},
 		{name: "negative retry", args: []string{"-retry", "-1", "http://b/"}, wantErr: "-retry must be 0 or more"},
+		{name: "bad SPIFFE ID", args: []string{"-cacert", "/ca", "-spiffe-id", "spiffe://Example.org", "https://b/"}, wantErr: `bad -spiffe-id "spiffe://Example.org": a trust domain is lowercase`},
+		{name: "-spiffe-id without a bundle", args: []string{"-spiffe-id", "spiffe://example.org", "https://b/"}, wantErr: "-spiffe-id needs the trust bundle"},
+		{name: "bad -workload-api", args: []string{"-workload-api", "/run/agent.sock", "https://b/"}, wantErr: "want unix:///path/to/agent.sock"},
+		{name: "bad -min-validity", args: []string{"-min-validity", "a week", "https://b/"}, wantErr: `invalid value "a week" for flag -min-validity`},
+		{name: "reserved gRPC metadata", args: []string{"-header", "grpc-timeout: 1S", "grpc://b:1"}, wantErr: "grpc-timeout is the probe's to write"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

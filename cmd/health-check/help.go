@@ -37,6 +37,10 @@ Examples:
   health-check -cacert /certs/ca.crt -cert /certs/tls.crt -key /certs/tls.key \
       -server-name api.internal -service my.v1.API grpcs://localhost:9443
 
+  # SPIRE: the client SVID from the Workload API, the server verified by its SPIFFE ID (no DNS name):
+  health-check -workload-api unix:///run/spire/sockets/agent.sock -spiffe-id spiffe://example.org/ns/prod/sa/api \
+      grpcs://localhost:9443
+
   # Docker (scratch images have no shell: use the exec form):
   HEALTHCHECK --interval=10s --timeout=2s CMD ["/health-check", "-timeout", "1500ms", "http://localhost:8080/healthz"]
 `

@@ -193,6 +193,58 @@ func TestInsecure(t *testing.T) {
 	assert.Contains(t, result.stderr, "healthy: GET "+srv.URL+": 200 OK (-insecure: the server's certificate was not verified) (")
 }
 
+// TestIdentities runs the binary against an X.509-SVID server, with the client SVID from a real
+// Workload API server found through SPIFFE_ENDPOINT_SOCKET: the exit codes of -spiffe-id,
+// -min-validity and a Workload API that is not there, each failure one line.
+func TestIdentities(t *testing.T) {
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	const serverID, probeID = "spiffe://example.org/ns/prod/sa/api", "spiffe://example.org/ns/prod/sa/probe"
+	serverSVID, err := pki.CA.SVID([]string{serverID}, 6*time.Hour)
+	require.NoError(t, err)
+	probeSVID, err := pki.CA.SVID([]string{probeID}, time.Hour)
+	require.NoError(t, err)
+	agent := testutil.StartWorkloadAPI(t)
+	agent.SetSVID(probeID, probeSVID, pki.CA, nil)
+
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.TLS = pki.MTLSConfig(serverSVID)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	socket := []string{"SPIFFE_ENDPOINT_SOCKET=" + agent.Addr}
+
+	tests := []struct {
+		name       string
+		env        []string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{name: "healthy by SPIFFE ID, SVID from the Workload API", env: socket, args: []string{"-spiffe-id", serverID, srv.URL}},
+		{name: "healthy by trust domain, SVID from the Workload API", args: []string{"-workload-api", agent.Addr, "-spiffe-id", "spiffe://example.org", srv.URL}},
+		{name: "healthy by SPIFFE ID with files", args: []string{"-cacert", pki.CAFile, "-cert", pki.ClientCert, "-key", pki.ClientKey, "-spiffe-id", serverID, srv.URL}},
+		{name: "unreachable: another SPIFFE ID", env: socket, args: []string{"-retry", "0", "-spiffe-id", "spiffe://example.org/ns/prod/sa/web", srv.URL}, wantCode: 3,
+			wantStderr: "the server's SPIFFE ID is " + serverID + ", want spiffe://example.org/ns/prod/sa/web"},
+		{name: "unhealthy: expires within -min-validity", env: socket, args: []string{"-retry", "0", "-spiffe-id", serverID, "-min-validity", "24h", srv.URL}, wantCode: 1,
+			wantStderr: "the server's certificate SPIFFE ID " + serverID + " expires " + serverSVID.Cert.NotAfter.UTC().Format(time.RFC3339)},
+		{name: "unreachable: no Workload API", args: []string{"-retry", "0", "-workload-api", "unix:///nonexistent/agent.sock", "-spiffe-id", serverID, srv.URL}, wantCode: 3,
+			wantStderr: "the Workload API at unix:///nonexistent/agent.sock: dial unix /nonexistent/agent.sock: connect: no such file or directory"},
+		{name: "usage: a bad SPIFFE ID", env: socket, args: []string{"-spiffe-id", "spiffe://example.org:443/api", srv.URL}, wantCode: 64,
+			wantStderr: `usage: bad -spiffe-id "spiffe://example.org:443/api": a trust domain has no port (see health-check -h)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			result := runProbe(t, tt.env, tt.args...)
+			assert.Equal(t, tt.wantCode, result.code, result.stderr)
+			if tt.wantStderr == "" {
+				assert.Empty(t, result.stderr)
+				return
+			}
+			assert.Contains(t, result.stderr, tt.wantStderr)
+			assert.Equal(t, 1, strings.Count(result.stderr, "\n"), "exactly one line: %q", result.stderr)
+		})
+	}
+}
+
 // TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
 // golang.org/x/net besides the standard library.
 func TestStaticBinary(t *testing.T) {
@@ -231,8 +283,12 @@ func TestNoHeavyPackages(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	require.NoError(t, err)
 	deps := strings.Fields(string(out))
-	for _, heavy := range []string{"net/http", "golang.org/x/net/http2", "google.golang.org/grpc", "google.golang.org/protobuf/proto"} {
+	for _, heavy := range []string{"net/http", "golang.org/x/net/http2", "google.golang.org/grpc", "google.golang.org/protobuf/proto",
+		"github.com/spiffe/go-spiffe/v2/workloadapi", "github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"} {
 		assert.NotContains(t, deps, heavy)
+	}
+	for _, dep := range deps {
+		assert.False(t, strings.HasPrefix(dep, "github.com/spiffe/go-spiffe/"), "the Workload API is spoken by hand: %s", dep)
 	}
 	assert.Contains(t, deps, "golang.org/x/net/http2/hpack")
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -43,9 +44,11 @@ type CA struct {
 
 // Leaf is an issued certificate with its key, in PEM and parsed forms.
 type Leaf struct {
-	CertPEM []byte
-	KeyPEM  []byte
-	TLS     tls.Certificate
+	CertPEM  []byte
+	KeyPEM   []byte
+	TLS      tls.Certificate
+	Cert     *x509.Certificate
+	KeyPKCS8 []byte // the key as PKCS #8 DER, as the SPIFFE Workload API hands it out
 }
 
 // serial makes serial numbers unique within a test process, also when tests run in parallel.
@@ -103,12 +106,29 @@ func (ca *CA) ExpiredServer(commonName string, dnsNames []string, ips []net.IP) 
 	return ca.issue(commonName, dnsNames, ips, x509.ExtKeyUsageServerAuth, time.Now().Add(-time.Hour))
 }
 
-func (ca *CA) issue(commonName string, dnsNames []string, ips []net.IP, usage x509.ExtKeyUsage, notAfter time.Time) (*Leaf, error) {
-	key, err := newKey(ca.keyType)
-	if err != nil {
-		return nil, err
-	}
+// SVID issues an X.509-SVID as SPIRE and Istio do: the SPIFFE IDs as URI SANs (exactly one for a
+// valid SVID; tests give none or several on purpose), no DNS name, no subject but a serial number,
+// usable as server and client certificate, valid for validFor from now.
+func (ca *CA) SVID(ids []string, validFor time.Duration) (*Leaf, error) {
 	tmpl := &x509.Certificate{
+		SerialNumber: nextSerial(),
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(validFor),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, id := range ids {
+		uri, err := url.Parse(id)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.URIs = append(tmpl.URIs, uri)
+	}
+	return ca.issueTemplate(tmpl)
+}
+
+func (ca *CA) issue(commonName string, dnsNames []string, ips []net.IP, usage x509.ExtKeyUsage, notAfter time.Time) (*Leaf, error) {
+	return ca.issueTemplate(&x509.Certificate{
 		SerialNumber: nextSerial(),
 		Subject:      pkix.Name{CommonName: commonName},
 		DNSNames:     dnsNames,
@@ -117,10 +137,18 @@ func (ca *CA) issue(commonName string, dnsNames []string, ips []net.IP, usage x5
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	})
+}
+
+// issueTemplate signs a certificate from tmpl for a new key.
+func (ca *CA) issueTemplate(tmpl *x509.Certificate) (*Leaf, error) {
+	key, err := newKey(ca.keyType)
+	if err != nil {
+		return nil, err
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
 	if err != nil {
-		return nil, fmt.Errorf("issue certificate for %s: %w", commonName, err)
+		return nil, fmt.Errorf("issue certificate for %s%v: %w", tmpl.Subject.CommonName, tmpl.URIs, err)
 	}
 	keyPEM, err := encodeKey(key, ca.keyType)
 	if err != nil {
@@ -131,7 +159,15 @@ func (ca *CA) issue(commonName string, dnsNames []string, ips []net.IP, usage x5
 	if err != nil {
 		return nil, err
 	}
-	return &Leaf{CertPEM: certPEM, KeyPEM: keyPEM, TLS: pair}, nil
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Leaf{CertPEM: certPEM, KeyPEM: keyPEM, TLS: pair, Cert: leaf, KeyPKCS8: pkcs8}, nil
 }
 
 // WriteFiles writes the leaf's certificate and key as dir/name.crt and dir/name.key and returns

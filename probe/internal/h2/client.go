@@ -1,7 +1,8 @@
 // Package h2 is a minimal HTTP/2 client (RFC 9113) for one request on one connection, on the calling
-// goroutine: enough for one request and its answer, such as a unary RPC. It writes the preface, its
-// SETTINGS, the request's HEADERS and DATA in one write, then reads frames until the answer's stream
-// ends. It never opens a second stream, never accepts a frame larger than the protocol's default
+// goroutine: enough for one request and its answer, such as a unary RPC, or the first message of a
+// server-streaming one. It writes the preface, its SETTINGS, the request's HEADERS and DATA in one
+// write, then reads frames until the answer's stream ends (or the caller has read enough of it, and
+// cancels it). It never opens a second stream, never accepts a frame larger than the protocol's default
 // maximum (it does not raise it), and reads at most maxBody bytes of the answer's body, so a server
 // cannot make it read or buffer more than that.
 //
@@ -41,6 +42,10 @@ const (
 	MaxHeaderListBytes = 16 << 10
 	// streamID is the one stream we open.
 	streamID = 1
+	// connectionWindow is the connection's flow-control window before any WINDOW_UPDATE.
+	connectionWindow = 65535
+	// maxWindow is the largest flow-control window HTTP/2 allows.
+	maxWindow = 1<<31 - 1
 )
 
 // Frame types and flags.
@@ -61,6 +66,8 @@ const (
 	flagEndHeaders = 0x4 // HEADERS, CONTINUATION
 	flagPadded     = 0x8 // DATA, HEADERS
 	flagPriority   = 0x20
+
+	errorCancel = 0x8 // RST_STREAM's CANCEL
 
 	settingEnablePush        = 0x2
 	settingInitialWindowSize = 0x4
@@ -129,6 +136,9 @@ type Client struct {
 	keep        bool
 	tooLarge    bool
 	goAway      string // the GOAWAY the server sent, for the error when it then closes
+	// ReceiveWindow, when larger than the default 16 KiB, is how much of the answer's body the server
+	// may send before it waits for us: set it to the most a caller reads, before WriteRequest.
+	ReceiveWindow int
 }
 
 // NewClient is the client side of conn, which carries nothing yet: WriteRequest writes the preface.
@@ -189,16 +199,21 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 	}
 	out := make([]byte, 0, 256+block.Len()+len(body)) // 256: the preface and the frame headers
 	out = append(out, preface...)
+	window := uint32(max(streamReceiveWindow, min(c.ReceiveWindow, maxWindow)))
 	var settings []byte
 	for _, s := range [...][2]uint32{
 		{settingEnablePush, 0},
-		{settingInitialWindowSize, streamReceiveWindow},
+		{settingInitialWindowSize, window},
 		{settingMaxHeaderListSize, MaxHeaderListBytes},
 	} {
 		settings = binary.BigEndian.AppendUint16(settings, uint16(s[0]))
 		settings = binary.BigEndian.AppendUint32(settings, s[1])
 	}
 	out = appendFrame(out, frameSettings, 0, 0, settings)
+	if window > connectionWindow {
+		// SETTINGS widen the stream's window only; the connection's has its own, 65,535 bytes at first.
+		out = appendFrame(out, frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, window-connectionWindow))
+	}
 	out = appendFrames(out, frameHeaders, frameContinuation, flagEndHeaders, streamID, block.Bytes())
 	out = appendFrames(out, frameData, frameData, flagEndStream, streamID, body)
 	_, err := c.conn.Write(out)
@@ -210,6 +225,13 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 // no interest to the caller). Errors: I/O errors as they are (a TLS alert among them), NotHTTP2Error,
 // ResetError, and protocol errors.
 func (c *Client) ReadResponse(maxBody int) (*Response, error) {
+	return c.ReadResponseUntil(maxBody, nil)
+}
+
+// ReadResponseUntil is ReadResponse that also stops, without an error, once enough(body) holds after a
+// DATA frame: the first message of a stream that goes on, such as a server-streaming RPC's. The
+// stream is then still open: Cancel ends it.
+func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (*Response, error) {
 	resp := &Response{}
 	for first := true; ; first = false {
 		typ, flags, stream, payload, err := c.readFrame(first)
@@ -238,12 +260,23 @@ func (c *Client) ReadResponse(maxBody int) (*Response, error) {
 			done, err = c.headerFrame(resp, typ, flags, stream, payload)
 		case frameData:
 			done, err = dataFrame(resp, flags, stream, payload, maxBody)
+			done = done || (err == nil && enough != nil && stream == streamID && enough(resp.Body))
 		}
 		// PRIORITY, WINDOW_UPDATE and unknown frame types need nothing from us.
 		if err != nil || done {
 			return resp, err
 		}
 	}
+}
+
+// Cancel ends our stream with RST_STREAM CANCEL, as a client that has read all it wants of a stream
+// that goes on: the server stops sending, and the connection can then be closed without the server
+// seeing an error.
+func (c *Client) Cancel() error {
+	out := appendFrame(c.pending, frameRSTStream, 0, streamID, binary.BigEndian.AppendUint32(nil, errorCancel))
+	c.pending = c.pending[:0]
+	_, err := c.conn.Write(out)
+	return err
 }
 
 // settings acknowledges the server's SETTINGS; none of them changes what we send or accept.
