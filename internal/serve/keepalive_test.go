@@ -1,8 +1,10 @@
 package serve
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -339,4 +341,38 @@ func TestKeptAliveGRPCRedialsAfterGoAway(t *testing.T) {
 	assert.GreaterOrEqual(t, lis.accepted.Load(), int32(2), "a new connection after a GOAWAY")
 	opened, _ := upstreamConnections(t, base, "ready")
 	assert.EqualValues(t, lis.accepted.Load(), opened)
+}
+
+// BenchmarkKeptAliveProbe is one kubelet-style probe (a new connection, no keep-alive) through the
+// server to an mTLS HTTPS upstream over a kept-alive connection: go test -bench KeptAliveProbe
+// -cpuprofile shows where serve's share of a check goes.
+func BenchmarkKeptAliveProbe(b *testing.B) {
+	pki := testutil.TestPKI(b, testutil.ECDSAP256)
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	upstream.TLS = pki.MTLSConfig(pki.Server)
+	upstream.StartTLS()
+	defer upstream.Close()
+	target, err := probe.ParseTarget(upstream.URL + "/healthz")
+	require.NoError(b, err)
+	expect, err := probe.ParseStatusSet(probe.DefaultExpectStatus)
+	require.NoError(b, err)
+	session := probe.NewSession(probe.Config{Target: target, Timeout: 2 * time.Second, ExpectStatus: expect,
+		TLS: probe.TLSOptions{CACert: pki.CAFile, Cert: pki.ClientCert, Key: pki.ClientKey}})
+	defer session.Close()
+	server, err := New(Options{Checks: []Check{{Name: "live", Timeout: 2 * time.Second, Checker: session}}})
+	require.NoError(b, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	go func() { _ = server.Serve(l) }()
+	defer server.Shutdown(context.Background())
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	url := "http://" + l.Addr().String() + "/live"
+	b.ResetTimer()
+	for range b.N {
+		resp, err := client.Get(url)
+		require.NoError(b, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(b, 200, resp.StatusCode)
+	}
 }
