@@ -32,6 +32,10 @@
 //	                   before/after figures from one run; -probe-args and -probe-env do not apply to it
 //	-peers=false       leave out curl and grpc-health-probe, for quicker experiments
 //	-skip-callgrind    no instruction counts (they need valgrind)
+//	-serve-cpu         instead of the above: machine CPU per health check, from /proc/stat, for an
+//	                   exec probe through Docker, the probe process alone, and a kubelet-style GET
+//	                   through health-check serve (see servecpu.go); its section replaces the same
+//	                   section of -out, or is added at its end. Needs Docker.
 //
 // Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
 // Without time the peak RSS column is left empty; without valgrind, the instruction counts.
@@ -85,13 +89,22 @@ func main() {
 	flag.StringVar(&opts.baseline, "baseline", "", "also measure the probe built from this git revision")
 	flag.BoolVar(&opts.peers, "peers", true, "measure curl and grpc-health-probe")
 	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
+	serveCPU := flag.Bool("serve-cpu", false, "measure machine CPU per check: docker exec, the probe process, a GET through serve (needs Docker)")
 	flag.Parse()
 	opts.probeArgs, opts.probeEnv = strings.Fields(probeArgs), strings.Fields(probeEnv)
 	opts.certs = strings.Split(certs, ",")
 	if flag.NArg() > 0 || opts.rounds < 1 || opts.warmup < 1 || strings.HasPrefix(opts.baseline, "-") {
 		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS]"+
-			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind]")
+			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind] [-serve-cpu]")
 		os.Exit(64)
+	}
+	if *serveCPU {
+		if err := runServeCPU(opts.out); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		progress("done; section written to %s", opts.out)
+		return
 	}
 
 	if err := run(opts); err != nil {
@@ -238,6 +251,13 @@ func writeReport(rep *report, out string) error {
 	os.Stdout.Write(md.Bytes())
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
+	}
+	// A -serve-cpu section from an earlier run stays: it is measured on its own.
+	if old, err := os.ReadFile(out); err == nil {
+		if i := bytes.Index(old, []byte(serveCPUHeading+"\n")); i >= 0 {
+			md.WriteString("\n")
+			md.Write(old[i:])
+		}
 	}
 	return os.WriteFile(out, md.Bytes(), 0o644)
 }

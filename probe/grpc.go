@@ -29,13 +29,49 @@ import (
 // It speaks HTTP/2 itself (internal/h2), on one connection and on the calling goroutine: grpc:// is h2c
 // with prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
 func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	conn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log)
-	if err != nil {
-		return failed(err)
+	return callGRPC(ctx, c, tlsConfig, log, nil)
+}
+
+// grpcConn is an HTTP/2 connection for health calls: the connection (TLS or not), the TCP
+// connection under it, and its client side.
+type grpcConn struct {
+	conn, tcp  net.Conn
+	client     *h2.Client
+	reused     bool   // kept from an earlier check
+	generation uint64 // of the session's TLS material it was opened with
+}
+
+// callGRPC is checkGRPC; with a session, on the HTTP/2 connection kept from the last check when it
+// can take another stream, and the connection is kept for the next check when the call ended cleanly.
+// A call on a kept connection that the server did not process (it closed the connection, said GOAWAY
+// or refused the stream) is made once more on a new connection.
+func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) outcome {
+	request := grpchealth.EncodeRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
+	conn := session.takeGRPC(len(request), log)
+	var resp *h2.Response
+	var err error
+	var start time.Time
+	for {
+		if conn == nil {
+			tlsConn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log)
+			if err != nil {
+				return failed(err)
+			}
+			conn = &grpcConn{conn: tlsConn, tcp: tcpConn, client: h2.NewClient(tlsConn)}
+			session.openedGRPC(conn)
+		} else if deadline, ok := ctx.Deadline(); ok {
+			_ = conn.tcp.SetDeadline(deadline)
+		}
+		start = time.Now()
+		resp, err = callHealthCheck(ctx, c, conn.conn, conn.client, request)
+		if err == nil || !conn.reused || !conn.client.Unprocessed() || isTimeout(err) || ctx.Err() != nil {
+			break
+		}
+		log("the kept HTTP/2 connection did not take the call (%v): calling on a new one", err)
+		conn.tcp.Close()
+		conn = nil
 	}
-	defer tcpConn.Close() // closing the TCP connection is enough: no close_notify
-	start := time.Now()
-	resp, err := callHealthCheck(ctx, c, conn)
+	session.releaseGRPC(conn, err == nil && conn.client.Reusable(len(request)))
 	if err != nil {
 		var reset *h2.ResetError
 		if errors.As(err, &reset) {
@@ -85,10 +121,9 @@ func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) (
 	return tlsConn, tcpConn, nil
 }
 
-// callHealthCheck sends the Check request on conn and reads the answer. When the request could not be
-// written, the error is the server's reason for closing, if it gave one in time.
-func callHealthCheck(ctx context.Context, c *Config, conn net.Conn) (*h2.Response, error) {
-	request := grpchealth.EncodeRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
+// callHealthCheck sends the Check request on conn with client and reads the answer. When the request
+// could not be written, the error is the server's reason for closing, if it gave one in time.
+func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.Client, request []byte) (*h2.Response, error) {
 	scheme := "http"
 	if lookupScheme(c.Target.Scheme).tls {
 		scheme = "https"
@@ -110,7 +145,6 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn) (*h2.Respons
 	if deadline, ok := ctx.Deadline(); ok {
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
 	}
-	client := h2.NewClient(conn)
 	writeErr := client.WriteRequest(fields, request)
 	if writeErr != nil {
 		// A server that refused us — a TLS alert after a TLS 1.3 handshake, an HTTP/1 error — said why

@@ -42,9 +42,15 @@ var errRedirectLoop = fmt.Errorf("stopped after %d redirects", maxRedirects)
 // cost a probe that makes one request and exits more than the request does: its package alone adds
 // about a megabyte of resident memory and its Transport a connection pool, proxy logic and goroutines.
 func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
+	return exchangeHTTP(ctx, c, tlsConfig, log, nil)
+}
+
+// exchangeHTTP is checkHTTP; with a session, on the connection it kept from the last check when it
+// can, and the connection is kept for the next one when the answer leaves it reusable.
+func exchangeHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) outcome {
 	target := c.Target
 	for redirects := 0; ; redirects++ {
-		resp, conn, err := roundTrip(ctx, c, tlsConfig, target, log)
+		resp, conn, err := roundTrip(ctx, c, tlsConfig, target, log, session)
 		if err != nil {
 			if target != c.Target {
 				err = fmt.Errorf("following a redirect to %s: %w", redacted(target), err)
@@ -53,19 +59,22 @@ func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) 
 		}
 		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
 		if next != nil && redirects < maxRedirects {
-			conn.Close() // a chain of redirects holds one connection at a time
+			session.release(conn, resp) // a chain of redirects holds one connection at a time
 			target = next
 			continue
 		}
-		defer conn.Close() // judge reads the answer's body from it
 		// A broken redirect, or one that never ends, is still an answer: unhealthy, not unreachable.
+		var verdict outcome
 		switch {
 		case err != nil:
-			return unhealthy("%v", err)
+			verdict = unhealthy("%v", err)
 		case next != nil:
-			return unhealthy("%v", errRedirectLoop)
+			verdict = unhealthy("%v", errRedirectLoop)
+		default:
+			verdict = judge(c, resp, target, elsewhere) // reads the answer's body from conn
 		}
-		return judge(c, resp, target, elsewhere)
+		session.release(conn, resp)
+		return verdict
 	}
 }
 
@@ -96,45 +105,86 @@ func judge(c *Config, resp *http1.Response, from, elsewhere *url.URL) outcome {
 	return healthy(status)
 }
 
-// roundTrip sends one request for target on a new connection and reads the answer's head; its body is
-// still on conn. Every wait, the body's included, ends at ctx's deadline. The caller closes conn.
-func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf) (*http1.Response, net.Conn, error) {
+// httpConn is a connection that carries HTTP/1.1 requests, with the reader of its answers.
+type httpConn struct {
+	net.Conn
+	budget     *http1.Budget // the reader's limit: one for the head, then one for the body
+	reader     *bufio.Reader
+	reused     bool   // kept from an earlier check
+	generation uint64 // of the session's TLS material it was opened with
+}
+
+// roundTrip sends one request for target and reads the answer's head; its body is still on conn. Every
+// wait, the body's included, ends at ctx's deadline. The caller hands conn to session.release.
+//
+// Without a session, the connection is new and the request says "Connection: close". With one, it is
+// the connection kept from an earlier check when there is one; if that fails before a byte of the
+// answer arrives — the server closed it while it was idle — the request goes once more on a new
+// connection. An answer cut short is never sent again.
+func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf, session *Session) (*http1.Response, *httpConn, error) {
+	conn := session.takeHTTP(log)
+	for {
+		if conn == nil {
+			var err error
+			if conn, err = openHTTP(ctx, c, tlsConfig, target, log); err != nil {
+				return nil, nil, err
+			}
+			session.opened(conn)
+		}
+		head, err := exchangeHead(ctx, c, conn, target, session != nil, log)
+		if err == nil {
+			return head, conn, nil
+		}
+		conn.Close()
+		if !conn.reused || conn.budget.Left != maxResponseHeaderBytes || isTimeout(err) || ctx.Err() != nil {
+			return nil, nil, err
+		}
+		log("the kept connection failed before the answer (%v): sending the request on a new one", err)
+		conn = nil
+	}
+}
+
+// openHTTP opens a connection for target: TCP, and TLS for https://.
+func openHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf) (*httpConn, error) {
 	conn, err := dial(ctx, c, address(target), log)
 	if err != nil {
-		return nil, nil, err
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
+		return nil, err
 	}
 	if lookupScheme(target.Scheme).tls { // a redirect stays within its origin, so in http or https
 		tlsConn, err := handshake(ctx, c, conn, tlsConfig, target.Hostname(), "http/1.1", log)
 		if err != nil {
 			conn.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		conn = tlsConn
 	}
-	start := time.Now()
-	if _, err := conn.Write(requestHead(c, target)); err != nil {
-		err = whyClosed(ctx, conn, err)
-		conn.Close()
-		return nil, nil, err
+	budget := &http1.Budget{R: conn}
+	return &httpConn{Conn: conn, budget: budget, reader: bufio.NewReaderSize(budget, 4<<10)}, nil
+}
+
+// exchangeHead writes the request on conn and reads the answer's head. On an error, conn's budget
+// says whether any byte of the answer arrived.
+func exchangeHead(ctx context.Context, c *Config, conn *httpConn, target *url.URL, keepAlive bool, log logf) (*http1.Response, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
 	}
 	// The answer's head and the part of the body we look at, and not a byte more: each has its own
 	// budget, so that a big head never shrinks the body -expect-body searches.
-	budget := &http1.Budget{R: conn, Left: maxResponseHeaderBytes}
-	reader := bufio.NewReaderSize(budget, 4<<10)
-	head, err := http1.ReadResponse(reader, c.Method == methodHead)
+	conn.budget.Left = maxResponseHeaderBytes
+	start := time.Now()
+	if _, err := conn.Write(requestHead(c, target, keepAlive)); err != nil {
+		return nil, whyClosed(ctx, conn.Conn, err)
+	}
+	head, err := http1.ReadResponse(conn.reader, c.Method == methodHead)
 	if err != nil {
-		conn.Close()
 		if errors.Is(err, http1.ErrBudgetSpent) {
 			err = fmt.Errorf("the answer's head is longer than %d KiB", maxResponseHeaderBytes>>10)
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	budget.Left = maxBodyBytes + bodyFramingBytes // what the reader holds already came out of the head's
+	conn.budget.Left = maxBodyBytes + bodyFramingBytes // what the reader holds already came out of the head's
 	log("answer %s in %s", head.Status, since(start))
-	return head, conn, nil
+	return head, nil
 }
 
 // whyClosed is the error to report when a write failed: a server that rejected our client certificate
@@ -153,7 +203,9 @@ func whyClosed(ctx context.Context, conn net.Conn, writeErr error) error {
 
 // requestHead is an HTTP/1.1 request without a body. The header values were checked when they were
 // parsed, so none can break the request's framing.
-func requestHead(c *Config, target *url.URL) []byte {
+// keepAlive leaves out "Connection: close", for a session that sends the next check's request on the
+// same connection.
+func requestHead(c *Config, target *url.URL, keepAlive bool) []byte {
 	method := c.Method
 	if method == "" {
 		method = methodGet
@@ -180,7 +232,10 @@ func requestHead(c *Config, target *url.URL) []byte {
 			b.WriteString(name + ": " + value + "\r\n")
 		}
 	}
-	b.WriteString("Connection: close\r\n\r\n") // one request a connection
+	if !keepAlive {
+		b.WriteString("Connection: close\r\n") // one request a connection
+	}
+	b.WriteString("\r\n")
 	return b.Bytes()
 }
 

@@ -556,12 +556,12 @@ func TestHTTPRequestHead(t *testing.T) {
 	c := testConfig(t, "http://app.internal:8080/healthz?full=1")
 	c.Header = map[string][]string{"X-B": {"2"}, "X-A": {"1", "1b"}, "Connection": {"keep-alive"}}
 	assert.Equal(t, "GET /healthz?full=1 HTTP/1.1\r\nHost: app.internal:8080\r\nUser-Agent: health-check/test\r\n"+
-		"X-A: 1\r\nX-A: 1b\r\nX-B: 2\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target)))
+		"X-A: 1\r\nX-A: 1b\r\nX-B: 2\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)))
 
 	c = testConfig(t, "http://[::1]")
 	c.Method, c.Host = "HEAD", "vhost"
 	c.Header = map[string][]string{"User-Agent": {"kube-probe/1.33"}}
-	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target)))
+	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)))
 }
 
 func TestHTTPBadRedirectLocation(t *testing.T) {

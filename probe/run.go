@@ -21,6 +21,9 @@ type Report struct {
 	Elapsed  time.Duration
 	// Insecure says that the server's certificate was not verified (-insecure); the line says so too.
 	Insecure bool
+	// Note ends the line, where it is never cut: a Session's word that new TLS files on disk are bad
+	// and the last good ones are still in use.
+	Note string
 }
 
 // insecureNote ends the line of a run with -insecure, where it is never cut.
@@ -35,6 +38,9 @@ func (r Report) Line() string {
 	}
 	if r.Insecure {
 		suffix += insecureNote
+	}
+	if r.Note != "" {
+		suffix += " (" + r.Note + ")"
 	}
 	return oneLine(r.Result.String()+": ", r.Checked, r.Detail, suffix)
 }
@@ -60,6 +66,11 @@ type logf func(format string, args ...any)
 // Run checks c.Target: up to 1+c.Retries attempts, all within c.Timeout. verbose, when not nil,
 // receives -v lines: phases with their timings, the TLS session, the answer.
 func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
+	return runChecks(ctx, c, verbose, nil)
+}
+
+// runChecks is Run, with its connections and TLS material kept in session when that is not nil.
+func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Session) Report {
 	start := time.Now()
 	report := Report{Checked: c.describe()}
 	finish := func(o outcome, attempts int) Report {
@@ -80,8 +91,14 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 	var tlsConfig *tls.Config
 	if scheme.tls {
 		var err error
-		// Read the files at every run: a rotated certificate is used from the next run on.
-		if tlsConfig, err = c.TLS.Load(); err != nil {
+		if session != nil {
+			// The session re-reads the files when they change on disk, and keeps the last good ones.
+			tlsConfig, report.Note, err = session.tlsConfig()
+		} else {
+			// Read the files at every run: a rotated certificate is used from the next run on.
+			tlsConfig, err = c.TLS.Load()
+		}
+		if err != nil {
 			return finish(outcome{Usage, err.Error()}, 0)
 		}
 		if c.TLS.Insecure {
@@ -100,6 +117,9 @@ func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	check := scheme.check
+	if session != nil {
+		check = session.checker(scheme)
+	}
 	var last outcome
 	attempts := 0
 	for attempts <= c.Retries {

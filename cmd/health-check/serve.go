@@ -183,7 +183,7 @@ func parseServeOptions(args []string, getenv func(string) string) (*serveOptions
 			return nil, fmt.Errorf("check %s: %w", name, err)
 		}
 		config.UserAgent = "health-check/" + version
-		opts.server.Checks = append(opts.server.Checks, serve.Check{Name: name, Timeout: config.Timeout, Checker: &serve.ProbeChecker{Config: config}})
+		opts.server.Checks = append(opts.server.Checks, serve.Check{Name: name, Timeout: config.Timeout, Checker: probe.NewSession(config)})
 	}
 	if _, err := serve.New(opts.server); err != nil { // the checks' names against the server's own paths
 		return nil, err

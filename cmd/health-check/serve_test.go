@@ -21,7 +21,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/health-check-proxy/health-check-proxy/internal/serve"
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
@@ -31,10 +30,10 @@ func configs(t *testing.T, opts *serveOptions) map[string]probe.Config {
 	t.Helper()
 	byName := map[string]probe.Config{}
 	for _, c := range opts.server.Checks {
-		checker, ok := c.Checker.(*serve.ProbeChecker)
+		session, ok := c.Checker.(*probe.Session)
 		require.True(t, ok)
-		assert.Equal(t, checker.Config.Timeout, c.Timeout, "the check's -timeout bounds its answer")
-		byName[c.Name] = checker.Config
+		assert.Equal(t, session.Config().Timeout, c.Timeout, "the check's -timeout bounds its answer")
+		byName[c.Name] = session.Config()
 	}
 	return byName
 }

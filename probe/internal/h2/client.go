@@ -1,10 +1,11 @@
-// Package h2 is a minimal HTTP/2 client (RFC 9113) for one request on one connection, on the calling
-// goroutine: enough for one request and its answer, such as a unary RPC, or the first message of a
+// Package h2 is a minimal HTTP/2 client (RFC 9113) for one request at a time on one connection, on
+// the calling goroutine: enough for a unary RPC and its answer, or the first message of a
 // server-streaming one. It writes the preface, its SETTINGS, the request's HEADERS and DATA in one
 // write, then reads frames until the answer's stream ends (or the caller has read enough of it, and
-// cancels it). It never opens a second stream, never accepts a frame larger than the protocol's default
-// maximum (it does not raise it), and reads at most maxBody bytes of the answer's body, so a server
-// cannot make it read or buffer more than that.
+// cancels it); a connection kept alive carries the next request on the next stream (Reusable says
+// when it can). It never has two streams open, never accepts a frame larger than the protocol's
+// default maximum (it does not raise it), and reads at most maxBody bytes of the answer's body, so a
+// server cannot make it read or buffer more than that.
 //
 // It knows nothing of what it carries: no URLs, no gRPC. The caller dials, sets deadlines, builds the
 // header fields and judges the answer.
@@ -40,12 +41,15 @@ const (
 	// MaxHeaderListBytes bounds the header list of each header block, counted as SETTINGS_MAX_HEADER_LIST_SIZE
 	// counts it (name, value and 32 bytes a field); we announce it, too.
 	MaxHeaderListBytes = 16 << 10
-	// streamID is the one stream we open.
-	streamID = 1
 	// connectionWindow is the connection's flow-control window before any WINDOW_UPDATE.
 	connectionWindow = 65535
 	// maxWindow is the largest flow-control window HTTP/2 allows.
 	maxWindow = 1<<31 - 1
+	// maxStreamID is the last stream a client may open (odd, under 2^31).
+	maxStreamID = 1<<31 - 1
+	// windowUpdateBytes is how much the answers on a kept connection may use of its receive window
+	// before we give it back to the server: well within the default window of 65535 bytes.
+	windowUpdateBytes = 16 << 10
 )
 
 // Frame types and flags.
@@ -69,9 +73,10 @@ const (
 
 	errorCancel = 0x8 // RST_STREAM's CANCEL
 
-	settingEnablePush        = 0x2
-	settingInitialWindowSize = 0x4
-	settingMaxHeaderListSize = 0x6
+	settingEnablePush           = 0x2
+	settingMaxConcurrentStreams = 0x3
+	settingInitialWindowSize    = 0x4
+	settingMaxHeaderListSize    = 0x6
 )
 
 // errorCodes are the names of HTTP/2 error codes, as RST_STREAM and GOAWAY carry them.
@@ -139,11 +144,30 @@ type Client struct {
 	// ReceiveWindow, when larger than the default 16 KiB, is how much of the answer's body the server
 	// may send before it waits for us: set it to the most a caller reads, before WriteRequest.
 	ReceiveWindow int
+
+	// The connection across requests: the stream of the current request, the encoder of header
+	// blocks (its table is the connection's), whether a frame was read yet, whether one came on the
+	// current stream, and flow control.
+	stream       uint32
+	prefaceSent  bool
+	enc          *hpack.Encoder
+	encoded      bytes.Buffer
+	readAny      bool
+	streamSeen   bool
+	streamEnded  bool
+	goAwayLast   uint32
+	refused      bool
+	maxStreams   uint32 // SETTINGS_MAX_CONCURRENT_STREAMS, unlimited until the server says
+	sendWindow   int64  // the connection's send window, which each request body uses
+	streamWindow int64  // SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window
+	received     int    // DATA bytes not yet given back in a WINDOW_UPDATE
 }
 
 // NewClient is the client side of conn, which carries nothing yet: WriteRequest writes the preface.
 func NewClient(conn net.Conn) *Client {
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, frameHeaderLen+MaxFrameSize)}
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, frameHeaderLen+MaxFrameSize),
+		stream: 1, maxStreams: maxStreamID, sendWindow: InitialSendWindow, streamWindow: InitialSendWindow}
+	c.enc = hpack.NewEncoder(&c.encoded)
 	c.dec = hpack.NewDecoder(4096, func(f hpack.HeaderField) { // 4096: SETTINGS_HEADER_TABLE_SIZE's default
 		c.blockSize += len(f.Name) + len(f.Value) + 32
 		if c.blockSize > MaxHeaderListBytes {
@@ -190,34 +214,62 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 	if len(body) > InitialSendWindow {
 		return fmt.Errorf("request body of %d bytes is over HTTP/2's initial window of %d", len(body), InitialSendWindow)
 	}
-	var block bytes.Buffer
-	enc := hpack.NewEncoder(&block)
+	first := !c.prefaceSent // the first request goes on stream 1, which NewClient set
+	if !first {
+		if !c.Reusable(len(body)) {
+			return errors.New("the HTTP/2 connection cannot take another request")
+		}
+		c.stream += 2
+	}
+	c.prefaceSent = true
+	c.streamSeen, c.streamEnded, c.refused = false, false, false
+	c.encoded.Reset()
 	for _, f := range fields {
-		if err := enc.WriteField(f); err != nil {
+		if err := c.enc.WriteField(f); err != nil {
 			return err
 		}
 	}
-	out := make([]byte, 0, 256+block.Len()+len(body)) // 256: the preface and the frame headers
-	out = append(out, preface...)
-	window := uint32(max(streamReceiveWindow, min(c.ReceiveWindow, maxWindow)))
-	var settings []byte
-	for _, s := range [...][2]uint32{
-		{settingEnablePush, 0},
-		{settingInitialWindowSize, window},
-		{settingMaxHeaderListSize, MaxHeaderListBytes},
-	} {
-		settings = binary.BigEndian.AppendUint16(settings, uint16(s[0]))
-		settings = binary.BigEndian.AppendUint32(settings, s[1])
+	out := make([]byte, 0, 256+len(c.pending)+c.encoded.Len()+len(body)) // 256: the preface and the frame headers
+	if first {
+		out = append(out, preface...)
+		window := uint32(max(streamReceiveWindow, min(c.ReceiveWindow, maxWindow)))
+		var settings []byte
+		for _, s := range [...][2]uint32{
+			{settingEnablePush, 0},
+			{settingInitialWindowSize, window},
+			{settingMaxHeaderListSize, MaxHeaderListBytes},
+		} {
+			settings = binary.BigEndian.AppendUint16(settings, uint16(s[0]))
+			settings = binary.BigEndian.AppendUint32(settings, s[1])
+		}
+		out = appendFrame(out, frameSettings, 0, 0, settings)
+		if window > connectionWindow {
+			// SETTINGS widen the streams' window only; the connection's has its own, 65,535 bytes at first.
+			out = appendFrame(out, frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, window-connectionWindow))
+		}
 	}
-	out = appendFrame(out, frameSettings, 0, 0, settings)
-	if window > connectionWindow {
-		// SETTINGS widen the stream's window only; the connection's has its own, 65,535 bytes at first.
-		out = appendFrame(out, frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, window-connectionWindow))
-	}
-	out = appendFrames(out, frameHeaders, frameContinuation, flagEndHeaders, streamID, block.Bytes())
-	out = appendFrames(out, frameData, frameData, flagEndStream, streamID, body)
+	out = append(out, c.pending...) // acknowledgements left from the last answer
+	c.pending = c.pending[:0]
+	out = appendFrames(out, frameHeaders, frameContinuation, flagEndHeaders, c.stream, c.encoded.Bytes())
+	out = appendFrames(out, frameData, frameData, flagEndStream, c.stream, body)
+	c.sendWindow -= int64(len(body))
 	_, err := c.conn.Write(out)
 	return err
+}
+
+// Reusable reports whether the connection can carry another request with a body of bodyLen bytes:
+// the last answer ended, the server has not said GOAWAY, a stream is allowed, and the flow-control
+// windows leave room for the body.
+func (c *Client) Reusable(bodyLen int) bool {
+	return c.streamEnded && c.goAway == "" && !c.inBlock && c.stream+2 <= maxStreamID && c.maxStreams > 0 &&
+		c.sendWindow >= int64(bodyLen) && c.streamWindow >= int64(bodyLen)
+}
+
+// Unprocessed reports whether the server did not process the current request, which may then be sent
+// again on another connection: nothing of its answer came before the error, a GOAWAY said its stream
+// was not taken, or the server refused the stream (REFUSED_STREAM).
+func (c *Client) Unprocessed() bool {
+	return !c.streamSeen || c.refused || (c.goAway != "" && c.goAwayLast < c.stream)
 }
 
 // ReadResponse reads frames until our stream ends, and returns the answer. It stops early, without an
@@ -233,11 +285,13 @@ func (c *Client) ReadResponse(maxBody int) (*Response, error) {
 // stream is then still open: Cancel ends it.
 func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (*Response, error) {
 	resp := &Response{}
-	for first := true; ; first = false {
+	for {
+		first := !c.readAny
 		typ, flags, stream, payload, err := c.readFrame(first)
 		if err != nil {
 			return resp, c.explainEOF(err, resp)
 		}
+		c.readAny = true
 		if first && typ != frameSettings {
 			return resp, &NotHTTP2Error{Reason: fmt.Sprintf("its answer does not start with an HTTP/2 SETTINGS frame (but frame type %d)", typ)}
 		}
@@ -253,16 +307,19 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 		case frameGoAway:
 			err = c.goAwayFrame(stream, payload)
 		case frameRSTStream:
-			err = resetStream(stream, payload)
+			err = c.resetStream(stream, payload)
 		case framePushPromise:
 			err = errors.New("HTTP/2 protocol error: PUSH_PROMISE, though push is disabled")
 		case frameHeaders, frameContinuation:
 			done, err = c.headerFrame(resp, typ, flags, stream, payload)
 		case frameData:
-			done, err = dataFrame(resp, flags, stream, payload, maxBody)
-			done = done || (err == nil && enough != nil && stream == streamID && enough(resp.Body))
+			c.receivedData(len(payload))
+			done, err = c.dataFrame(resp, flags, stream, payload, maxBody)
+			done = done || (err == nil && enough != nil && stream == c.stream && enough(resp.Body))
+		case frameWindowUpdate:
+			c.windowUpdate(stream, payload)
 		}
-		// PRIORITY, WINDOW_UPDATE and unknown frame types need nothing from us.
+		// PRIORITY and unknown frame types need nothing from us.
 		if err != nil || done {
 			return resp, err
 		}
@@ -273,16 +330,25 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 // that goes on: the server stops sending, and the connection can then be closed without the server
 // seeing an error.
 func (c *Client) Cancel() error {
-	out := appendFrame(c.pending, frameRSTStream, 0, streamID, binary.BigEndian.AppendUint32(nil, errorCancel))
+	out := appendFrame(c.pending, frameRSTStream, 0, c.stream, binary.BigEndian.AppendUint32(nil, errorCancel))
 	c.pending = c.pending[:0]
 	_, err := c.conn.Write(out)
 	return err
 }
 
-// settings acknowledges the server's SETTINGS; none of them changes what we send or accept.
+// settings acknowledges the server's SETTINGS, and notes the two that limit our next requests.
 func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
 	if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
 		return errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
+	}
+	for p := payload; len(p) >= 6; p = p[6:] {
+		value := binary.BigEndian.Uint32(p[2:])
+		switch binary.BigEndian.Uint16(p) {
+		case settingMaxConcurrentStreams:
+			c.maxStreams = value
+		case settingInitialWindowSize:
+			c.streamWindow = int64(value)
+		}
 	}
 	if flags&flagAck == 0 {
 		c.pending = appendFrame(c.pending, frameSettings, flagAck, 0, nil)
@@ -308,26 +374,49 @@ func (c *Client) goAwayFrame(stream uint32, payload []byte) error {
 	}
 	last := binary.BigEndian.Uint32(payload) & 0x7fffffff
 	code := binary.BigEndian.Uint32(payload[4:])
+	c.goAwayLast = last
 	c.goAway = "GOAWAY " + ErrorName(code)
 	if debug := payload[8:]; len(debug) > 0 {
 		c.goAway += " " + strconv.Quote(printable.Sanitize(string(debug), 128))
 	}
 	// A graceful shutdown that still serves our stream (last ≥ 1, no error) lets us read on.
-	if code != 0 || last < streamID {
+	if code != 0 || last < c.stream {
 		return errors.New("the server closed the connection: " + c.goAway)
 	}
 	return nil
 }
 
+// refusedStream is REFUSED_STREAM: the server did not process the stream.
+const refusedStream = 0x7
+
 // resetStream is the error of a RST_STREAM: a ResetError on our stream, nothing on another.
-func resetStream(stream uint32, payload []byte) error {
+func (c *Client) resetStream(stream uint32, payload []byte) error {
 	if len(payload) != 4 || stream == 0 {
 		return errors.New("HTTP/2 protocol error: malformed RST_STREAM frame")
 	}
-	if stream == streamID {
-		return &ResetError{Code: binary.BigEndian.Uint32(payload)}
+	if stream == c.stream {
+		code := binary.BigEndian.Uint32(payload)
+		c.refused = code == refusedStream
+		return &ResetError{Code: code}
 	}
 	return nil
+}
+
+// receivedData counts a DATA frame against the connection's receive window, and gives the window back
+// to the server once enough is used: a kept connection would otherwise run out of it.
+func (c *Client) receivedData(n int) {
+	c.received += n
+	if c.received >= windowUpdateBytes {
+		c.pending = appendFrame(c.pending, frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, uint32(c.received)))
+		c.received = 0
+	}
+}
+
+// windowUpdate adds a WINDOW_UPDATE of the connection to its send window.
+func (c *Client) windowUpdate(stream uint32, payload []byte) {
+	if stream == 0 && len(payload) == 4 {
+		c.sendWindow += int64(binary.BigEndian.Uint32(payload) & 0x7fffffff)
+	}
 }
 
 // headerFrame decodes a HEADERS or CONTINUATION frame; at the end of a header block on our stream, it
@@ -354,10 +443,12 @@ func (c *Client) headerFrame(resp *Response, typ, flags byte, stream uint32, pay
 	if err := c.dec.Close(); err != nil {
 		return false, fmt.Errorf("HTTP/2 protocol error: bad header block: %w", err)
 	}
-	if c.blockStream != streamID {
+	if c.blockStream != c.stream {
 		return false, nil
 	}
-	return fileBlock(resp, c.block, c.blockEnds)
+	done, err = fileBlock(resp, c.block, c.blockEnds)
+	c.streamEnded = resp.EndStream
+	return done, err
 }
 
 // startBlock starts a header block with its HEADERS frame, and returns the frame's block fragment.
@@ -375,12 +466,15 @@ func (c *Client) startBlock(resp *Response, flags byte, stream uint32, payload [
 		}
 		payload = payload[5:]
 	}
-	if stream == streamID && resp.Trailer != nil {
+	if stream == c.stream && resp.Trailer != nil {
 		return nil, errors.New("HTTP/2 protocol error: a header block after the trailers")
 	}
 	c.inBlock, c.blockStream, c.blockEnds = true, stream, flags&flagEndStream != 0
 	// Every header block goes through the decoder, ours or not, to keep its table in sync.
-	c.block, c.blockSize, c.keep, c.tooLarge = nil, 0, stream == streamID, false
+	c.block, c.blockSize, c.keep, c.tooLarge = nil, 0, stream == c.stream, false
+	if stream == c.stream {
+		c.streamSeen = true
+	}
 	return payload, nil
 }
 
@@ -411,13 +505,14 @@ func fileBlock(resp *Response, block []hpack.HeaderField, ends bool) (done bool,
 }
 
 // dataFrame adds a DATA frame of our stream to the body, up to maxBody bytes.
-func dataFrame(resp *Response, flags byte, stream uint32, payload []byte, maxBody int) (done bool, err error) {
+func (c *Client) dataFrame(resp *Response, flags byte, stream uint32, payload []byte, maxBody int) (done bool, err error) {
 	if stream == 0 {
 		return false, errors.New("HTTP/2 protocol error: DATA on stream 0")
 	}
-	if stream != streamID {
+	if stream != c.stream {
 		return false, nil
 	}
+	c.streamSeen = true
 	if resp.Header == nil {
 		return false, errors.New("HTTP/2 protocol error: DATA before HEADERS")
 	}
@@ -431,7 +526,7 @@ func dataFrame(resp *Response, flags byte, stream uint32, payload []byte, maxBod
 	}
 	resp.Body = append(resp.Body, payload...)
 	if flags&flagEndStream != 0 {
-		resp.EndStream = true
+		resp.EndStream, c.streamEnded = true, true
 		return true, nil
 	}
 	return false, nil

@@ -105,3 +105,62 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+// answerOn is a whole, healthy answer on stream, after settings (nil: none).
+func answerOn(stream uint32, settings []byte) []byte {
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	var out []byte
+	if settings != nil {
+		out = appendFrame(out, frameSettings, 0, 0, settings)
+	}
+	_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	out = appendFrame(out, frameHeaders, flagEndHeaders, stream, block.Bytes())
+	return appendFrame(out, frameData, flagEndStream, stream, []byte{0, 0, 0, 0, 0})
+}
+
+func TestClientCarriesRequestsOneAfterAnother(t *testing.T) {
+	conn := &scriptedConn{answer: bytes.NewReader(append(answerOn(1, []byte{}), answerOn(3, nil)...))}
+	client := NewClient(conn)
+	for _, stream := range []uint32{1, 3} {
+		if err := client.WriteRequest([]hpack.HeaderField{{Name: ":path", Value: "/"}}, []byte{0, 0, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.ReadResponse(100)
+		if err != nil || !resp.EndStream {
+			t.Fatalf("stream %d: %v, %+v", stream, err, resp)
+		}
+		if client.stream != stream || !client.Reusable(5) || client.Unprocessed() {
+			t.Errorf("stream %d: on stream %d, reusable %v, unprocessed %v", stream, client.stream, client.Reusable(5), client.Unprocessed())
+		}
+	}
+}
+
+func TestClientNotReusable(t *testing.T) {
+	goAway := appendFrame(nil, frameGoAway, 0, 0, []byte{0, 0, 0, 1, 0, 0, 0, 0})
+	tests := []struct {
+		name   string
+		answer []byte
+	}{
+		{"no streams allowed", answerOn(1, []byte{0, settingMaxConcurrentStreams, 0, 0, 0, 0})},
+		{"GOAWAY", append(append(appendFrame(nil, frameSettings, 0, 0, nil), goAway...), answerOn(1, nil)...)},
+		{"no send window for the next body", answerOn(1, []byte{0, settingInitialWindowSize, 0, 0, 0, 4})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := NewClient(&scriptedConn{answer: bytes.NewReader(tt.answer)})
+			if err := client.WriteRequest(nil, []byte{0, 0, 0, 0, 0}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.ReadResponse(100); err != nil {
+				t.Fatal(err)
+			}
+			if client.Reusable(5) {
+				t.Error("reusable")
+			}
+			if err := client.WriteRequest(nil, []byte{0, 0, 0, 0, 0}); err == nil {
+				t.Error("a second request was written")
+			}
+		})
+	}
+}

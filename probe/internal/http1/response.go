@@ -24,6 +24,10 @@ type Response struct {
 	StatusCode int
 	Header     textproto.MIMEHeader
 	Body       io.Reader // the body alone, whatever its framing
+	// KeepAlive: the connection may carry another request once this answer is read to its end —
+	// HTTP/1.1 without "Connection: close", and a body whose end is framed, not the connection's close.
+	KeepAlive bool
+	chunked   *chunkedReader // the body, when chunked: its trailers are read by Drain
 }
 
 // ReadResponse reads the status line and headers of the final answer, skipping a few interim 1xx
@@ -58,6 +62,9 @@ func ReadResponse(r *bufio.Reader, head bool) (*Response, error) {
 			continue
 		}
 		resp.Body, err = bodyReader(r, resp, head)
+		resp.chunked, _ = resp.Body.(*chunkedReader)
+		resp.KeepAlive = err == nil && strings.HasPrefix(line, "HTTP/1.1 ") && resp.Body != io.Reader(r) &&
+			!hasToken(resp.Header.Values("Connection"), "close")
 		return resp, err
 	}
 }
@@ -77,6 +84,45 @@ func readStatusLine(r *bufio.Reader) (string, error) {
 		}
 		return strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r"), nil
 	}
+}
+
+// Drain reads what is left of resp's body, and of a chunked body its trailers, and reports whether the
+// connection is then at the start of the next answer: resp.KeepAlive, a body that ends within what r's
+// budget allows, and no byte buffered past it.
+func Drain(r *bufio.Reader, resp *Response) bool {
+	if !resp.KeepAlive {
+		return false
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return false
+	}
+	if framed, ok := resp.Body.(*io.LimitedReader); ok && framed.N > 0 {
+		return false // the connection closed inside a Content-Length body
+	}
+	if resp.chunked != nil {
+		for { // trailer fields, then the empty line that ends the answer
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				return false
+			}
+			if len(bytes.TrimRight(line, "\r\n")) == 0 {
+				break
+			}
+		}
+	}
+	return r.Buffered() == 0
+}
+
+// hasToken reports whether a comma-separated header holds token, in any case.
+func hasToken(values []string, token string) bool {
+	for _, value := range values {
+		for _, field := range strings.Split(value, ",") {
+			if strings.EqualFold(strings.TrimSpace(field), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // parseStatusLine reads "HTTP/1.1 503 Service Unavailable".

@@ -111,3 +111,32 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestDrain(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer string
+		reuse  bool
+	}{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true},
+		{"chunked with trailers", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n", true},
+		{"no body", "HTTP/1.1 204 No Content\r\n\r\n", true},
+		{"connection close", "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok", false},
+		{"HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false},
+		{"until the close", "HTTP/1.1 200 OK\r\n\r\nok", false},
+		{"bytes past the answer", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1", false},
+		{"body cut short", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bufio.NewReader(strings.NewReader(tt.answer))
+			resp, err := ReadResponse(r, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Drain(r, resp); got != tt.reuse {
+				t.Errorf("Drain = %v, want %v", got, tt.reuse)
+			}
+		})
+	}
+}
