@@ -190,40 +190,64 @@ func toString(v any) string {
 	return string(data)
 }
 
-// execArrays are the exec-form commands in the README: Docker's CMD [...] and Kubernetes' command: [...].
+// execArrays are the exec-form commands in the README and docs/: Docker's CMD [...] and Kubernetes'
+// command: [...].
 var execArrays = regexp.MustCompile(`\["/health-check"[^\]]*\]`)
 
-// shellLines are the README's health-check command lines in its shell examples.
+// shellLines are the health-check command lines in the shell examples of the README and docs/.
 var shellLines = regexp.MustCompile(`(?m)^health-check (.*)$`)
 
+// TestReadmeExamplesParse: the README's examples, and those of the docs/ pages the details moved
+// to, parse with today's flags.
 func TestReadmeExamplesParse(t *testing.T) {
 	testutil.NeedsGoTree(t)
-	readme, err := os.ReadFile("../../README.md")
+	docs, err := filepath.Glob("../../docs/*.md")
+	require.NoError(t, err)
+	for _, path := range append([]string{"../../README.md"}, docs...) {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			commands := markdownCommands(t, path)
+			serveCommands := 0
+			for _, args := range commands {
+				if len(args) > 0 && args[0] == "serve" {
+					serveCommands++
+					_, err := parseServeOptions(args[1:], env(nil))
+					assert.NoError(t, err, "%q", args)
+					continue
+				}
+				_, err := parseOptions(args, env(nil))
+				assert.NoError(t, err, "%q", args)
+			}
+			switch filepath.Base(path) {
+			case "README.md":
+				assert.GreaterOrEqual(t, len(commands), 4, "the README shows exec and shell examples")
+				assert.NotZero(t, serveCommands, "the README shows serve")
+			case "serve.md":
+				assert.NotZero(t, serveCommands, "docs/serve.md shows serve")
+			case "spiffe.md":
+				assert.NotEmpty(t, commands, "docs/spiffe.md shows commands")
+			}
+		})
+	}
+}
+
+// markdownCommands returns the arguments of every exec-form and shell health-check command in the
+// Markdown file at path.
+func markdownCommands(t *testing.T, path string) [][]string {
+	t.Helper()
+	text, err := os.ReadFile(path)
 	require.NoError(t, err)
 	var commands [][]string
-	for _, match := range execArrays.FindAllString(string(readme), -1) {
+	for _, match := range execArrays.FindAllString(string(text), -1) {
 		var command []string
 		require.NoError(t, json.Unmarshal([]byte(match), &command), match)
 		if len(command) > 1 { // not the bare entrypoint
 			commands = append(commands, command[1:])
 		}
 	}
-	for _, match := range shellLines.FindAllStringSubmatch(string(readme), -1) {
+	for _, match := range shellLines.FindAllStringSubmatch(string(text), -1) {
 		commands = append(commands, strings.Fields(match[1]))
 	}
-	require.GreaterOrEqual(t, len(commands), 4, "the README shows exec and shell examples")
-	serveCommands := 0
-	for _, args := range commands {
-		if len(args) > 0 && args[0] == "serve" {
-			serveCommands++
-			_, err := parseServeOptions(args[1:], env(nil))
-			assert.NoError(t, err, "%q", args)
-			continue
-		}
-		_, err := parseOptions(args, env(nil))
-		assert.NoError(t, err, "%q", args)
-	}
-	assert.NotZero(t, serveCommands, "the README shows serve")
+	return commands
 }
 
 // TestReadmeFlagsTable: the README's Flags table has a row for every flag, with its variable, as -h does.
