@@ -146,7 +146,7 @@ func TestImageFollowsImageSpec(t *testing.T) {
 		"content": "$(execpath //cmd/health-check)",
 	}, keywords)
 
-	// The public targets are the ones the README and examples/downstream name.
+	// The public targets are the ones docs/bazel.md and examples/downstream name.
 	for _, name := range []string{"layer", "image", "index"} {
 		assert.Equal(t, []string{"//visibility:public"}, stringList(kwarg(imagesCall(t, name), "visibility")), name)
 	}
