@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -173,7 +172,7 @@ var listening = regexp.MustCompile(`listening on (\S+) for `)
 
 // startServeProcess runs the real binary in serve mode and returns the address it listens on; its
 // stderr collects in the returned buffer.
-func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, string, *lockedBuffer) {
+func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, string, *testutil.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(probeBinary(t), append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = []string{}
@@ -191,33 +190,10 @@ func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, string, *locked
 	require.NoError(t, err)
 	m := listening.FindStringSubmatch(first)
 	require.NotNil(t, m, first)
-	rest := &lockedBuffer{}
+	rest := &testutil.SyncBuffer{}
 	rest.WriteString(first)
 	go io.Copy(rest, lines)
 	return cmd, m[1], rest
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) WriteString(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestServeProcess: the binary serves a kubelet's probes of a real mTLS endpoint, and on SIGTERM

@@ -599,7 +599,7 @@ func TestNewRefusesBadChecks(t *testing.T) {
 // TestResultChangesAreLogged: the log says when a check's result changes, and why, once.
 func TestResultChangesAreLogged(t *testing.T) {
 	app := startUpstream(t)
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	_, base := startServer(t, Options{Log: &log, Checks: []Check{app.check("live", "/", time.Second)}})
 	kubelet(t, "GET", base+"/live")
 	kubelet(t, "GET", base+"/live")
@@ -616,21 +616,4 @@ func (s *Server) connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
