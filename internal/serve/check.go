@@ -24,17 +24,6 @@ type ConnectionReporter interface {
 	UpstreamConnections() (opened, reused uint64)
 }
 
-// ProbeChecker runs probe.Run with its Config: a fresh upstream connection per check, and the TLS
-// files read at every check, so that a rotated certificate is used from the next check on.
-type ProbeChecker struct {
-	Config probe.Config
-}
-
-// Check runs the probe once, within Config.Timeout.
-func (p *ProbeChecker) Check(ctx context.Context) probe.Report {
-	return probe.Run(ctx, &p.Config, nil)
-}
-
 // Check is one route of the server: GET /Name runs Checker, whose answer is bounded by Timeout.
 type Check struct {
 	// Name is the path of the check: lowercase letters, digits and '-' (see ValidName).

@@ -107,10 +107,10 @@ func (u *upstream) check(name, path string, timeout time.Duration) Check {
 	if err != nil {
 		panic(err)
 	}
-	return Check{Name: name, Timeout: timeout, Checker: &ProbeChecker{Config: probe.Config{
+	return Check{Name: name, Timeout: timeout, Checker: probe.NewSession(probe.Config{
 		Target: target, Timeout: timeout, Retries: 0, ExpectStatus: expect,
 		TLS: probe.TLSOptions{CACert: u.files.CACert, Cert: u.files.ClientCert, Key: u.files.ClientKey},
-	}}}
+	})}
 }
 
 // startServer serves opts on a loopback port until the test ends, and returns its base URL.
@@ -185,7 +185,7 @@ func TestGRPCChecks(t *testing.T) {
 	require.NoError(t, err)
 	config := probe.Config{Target: target, Timeout: time.Second, GRPCService: "api",
 		TLS: probe.TLSOptions{CACert: files.CACert, Cert: files.ClientCert, Key: files.ClientKey}}
-	_, base := startServer(t, Options{Checks: []Check{{Name: "ready", Timeout: time.Second, Checker: &ProbeChecker{Config: config}}}})
+	_, base := startServer(t, Options{Checks: []Check{{Name: "ready", Timeout: time.Second, Checker: probe.NewSession(config)}}})
 
 	grpcServer.Health.SetServingStatus("api", healthpb.HealthCheckResponse_SERVING)
 	resp, body := kubelet(t, "GET", base+"/ready")
@@ -214,7 +214,7 @@ func TestAppDown(t *testing.T) {
 	checkOf := func(name, raw string, timeout time.Duration) Check {
 		target, err := probe.ParseTarget(raw)
 		require.NoError(t, err)
-		return Check{Name: name, Timeout: timeout, Checker: &ProbeChecker{Config: probe.Config{Target: target, Timeout: timeout, Retries: 1, RetryDelay: 50 * time.Millisecond}}}
+		return Check{Name: name, Timeout: timeout, Checker: probe.NewSession(probe.Config{Target: target, Timeout: timeout, Retries: 1, RetryDelay: 50 * time.Millisecond})}
 	}
 	_, base := startServer(t, Options{Checks: []Check{
 		checkOf("hangs", "http://"+hole.Addr().String()+"/healthz", 300*time.Millisecond),
@@ -570,7 +570,7 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 func TestNewRefusesBadChecks(t *testing.T) {
-	checker := &ProbeChecker{}
+	checker := probe.NewSession(probe.Config{})
 	good := Check{Name: "live", Checker: checker, Timeout: time.Second}
 	tests := []struct {
 		name    string
