@@ -99,6 +99,12 @@ func ParseTarget(raw string) (*url.URL, error) {
 	if s.defaultPort == "" && u.Port() == "" {
 		return nil, bad("%s:// needs a port", u.Scheme)
 	}
+	// The checkers dial and request u.String(): a host that does not parse back the same (an IPv6
+	// zone with bytes that are not UTF-8, written back as an escape the parser refuses) names no
+	// endpoint the probe could reach.
+	if again, err := url.Parse(u.String()); err != nil || again.Host != u.Host {
+		return nil, bad("the host cannot be written back as a URL (bytes that are not UTF-8?)")
+	}
 	switch s.kind {
 	case kindConnection:
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {

@@ -42,6 +42,7 @@ func TestParseTarget(t *testing.T) {
 		{raw: "http://", wantErr: "no host"},
 		{raw: "http:///healthz", wantErr: "no host"},
 		{raw: "http://:8080/", wantErr: "no host"},
+		{raw: "http://[::%25\xc0]", wantErr: "the host cannot be written back as a URL"},
 		{raw: "http://host:0/", wantErr: "port \"0\""},
 		{raw: "http://host:70000/", wantErr: "port \"70000\""},
 		{raw: "http://host:/", wantErr: "empty port"},

@@ -19,7 +19,7 @@ func FuzzParseTarget(f *testing.F) {
 		"grpcs://api.internal/", "tcp://db:5432", "tls://db:5432", "HTTP://LOCALHOST", "http://host:/",
 		"http://user@host/", "tcp://db", "http://[fe80::1%25eth0]:80/", "http://host:0", "//host:1",
 		"http://h\x00st/", "http://%41:80/", "grpc://h:1/svc", "tls://h:99999", "http://[::1]x/",
-		"http://u:hunter2@host/h?token=SECRET", "http:user:pw@host",
+		"http://u:hunter2@host/h?token=SECRET", "http:user:pw@host", "http://[::%25\xc0]",
 	} {
 		f.Add(seed)
 	}
