@@ -171,10 +171,11 @@ func TestServeUsageAndHelp(t *testing.T) {
 var listening = regexp.MustCompile(`listening on (\S+) for `)
 
 // startServeProcess runs the real binary in serve mode and returns the address it listens on; its
-// stderr collects in the returned buffer.
-func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, string, *testutil.SyncBuffer) {
+// stderr collects in the returned buffer. wait waits for the process: it first reads its stderr to
+// the end, since exec.Cmd.Wait closes the pipe and would lose what the copy had not read yet.
+func startServeProcess(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
 	t.Helper()
-	cmd := exec.Command(probeBinary(t), append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	cmd = exec.Command(probeBinary(t), append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = []string{}
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -190,10 +191,18 @@ func startServeProcess(t *testing.T, args ...string) (*exec.Cmd, string, *testut
 	require.NoError(t, err)
 	m := listening.FindStringSubmatch(first)
 	require.NotNil(t, m, first)
-	rest := &testutil.SyncBuffer{}
-	rest.WriteString(first)
-	go io.Copy(rest, lines)
-	return cmd, m[1], rest
+	output = &testutil.SyncBuffer{}
+	output.WriteString(first)
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(output, lines)
+		close(copied)
+	}()
+	wait = func() error {
+		<-copied // EOF: the process has closed its stderr, so it has ended or is ending
+		return cmd.Wait()
+	}
+	return cmd, m[1], output, wait
 }
 
 // TestServeProcess: the binary serves a kubelet's probes of a real mTLS endpoint, and on SIGTERM
@@ -217,7 +226,7 @@ func TestServeProcess(t *testing.T) {
 	app.StartTLS()
 	t.Cleanup(app.Close)
 
-	cmd, addr, stderr := startServeProcess(t, "-cacert", files.CACert, "-cert", files.ClientCert, "-key", files.ClientKey,
+	cmd, addr, stderr, wait := startServeProcess(t, "-cacert", files.CACert, "-cert", files.ClientCert, "-key", files.ClientKey,
 		"-check", "live=https://localhost:"+portOf(t, app.URL)+"/livez", "-check", "slow="+app.URL+"/slow", "-check-timeout", "slow=2s")
 	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	get := func(path string) (int, string, error) {
@@ -257,7 +266,7 @@ func TestServeProcess(t *testing.T) {
 	assert.Equal(t, 200, got.status, "the answer in flight arrives")
 
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- wait() }()
 	select {
 	case err := <-exited:
 		assert.NoError(t, err, "exit 0: %s", stderr.String())
