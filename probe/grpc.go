@@ -53,7 +53,7 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	var start time.Time
 	for {
 		if conn == nil {
-			tlsConn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log)
+			tlsConn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log, session)
 			if err != nil {
 				return failed(err)
 			}
@@ -91,8 +91,8 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 
 // dialGRPC opens the connection of a gRPC check, with its deadline: for grpcs://, a TLS connection that
 // selected HTTP/2 by ALPN. tcpConn is the connection under it, for the caller to close.
-func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) (conn, tcpConn net.Conn, err error) {
-	tcpConn, err = dial(ctx, c, address(c.Target), log)
+func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) (conn, tcpConn net.Conn, err error) {
+	tcpConn, err = session.dial(ctx, c, address(c.Target), log)
 	if err != nil {
 		return nil, nil, err
 	}

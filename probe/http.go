@@ -126,7 +126,7 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 	for {
 		if conn == nil {
 			var err error
-			if conn, err = openHTTP(ctx, c, tlsConfig, target, log); err != nil {
+			if conn, err = openHTTP(ctx, c, tlsConfig, target, log, session); err != nil {
 				return nil, nil, err
 			}
 			session.opened(conn)
@@ -145,8 +145,8 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 }
 
 // openHTTP opens a connection for target: TCP, and TLS for https://.
-func openHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf) (*httpConn, error) {
-	conn, err := dial(ctx, c, address(target), log)
+func openHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf, session *Session) (*httpConn, error) {
+	conn, err := session.dial(ctx, c, address(target), log)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/health-check-proxy/health-check-proxy/internal/rawconn"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/http1"
 )
 
@@ -124,6 +125,17 @@ func (s *Session) opened(conn *httpConn) {
 	conn.generation = s.generation()
 }
 
+// dial opens a connection as dial does. A session's connections read and write with raw system calls
+// (see internal/rawconn): serve waits for the upstream at every check, and each wait would otherwise
+// wake the Go runtime's system monitor at the next read or write. Run's connections are left alone.
+func (s *Session) dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
+	conn, err := dial(ctx, c, addr, log)
+	if err != nil || s == nil {
+		return conn, err
+	}
+	return rawconn.Wrap(conn), nil
+}
+
 // takeHTTP returns the kept HTTP/1.1 connection when it is still open and quiet, or nil.
 func (s *Session) takeHTTP(log logf) *httpConn {
 	if s == nil || s.idleHTTP == nil {
@@ -192,29 +204,14 @@ func (s *Session) release(conn *httpConn, resp *http1.Response) {
 }
 
 // quiet reports whether a kept connection is still open with nothing to read: a server that closed it
-// while it was idle, or sent something unasked, makes it unusable. It peeks without waiting, at the
-// socket under any TLS; a connection it cannot peek at is taken as quiet, and the redial on a failed
-// first read covers it.
+// while it was idle, or sent something unasked, makes it unusable. It peeks at the socket under any
+// TLS; a connection it cannot peek at is taken as quiet, and the redial on a failed first read covers
+// it.
 func quiet(conn net.Conn) bool {
 	if tlsConn, ok := conn.(*tls.Conn); ok {
 		conn = tlsConn.NetConn()
 	}
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := true
-	_ = raw.Read(func(fd uintptr) bool {
-		var one [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true // never wait for readiness
-	})
-	return alive
+	return rawconn.Quiet(conn)
 }
 
 // tlsFiles is a session's TLS material: loaded from the files, and loaded again when one of them

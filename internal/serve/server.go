@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/health-check-proxy/health-check-proxy/internal/rawconn"
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
@@ -216,7 +217,7 @@ func (s *Server) track(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	c := &conn{nc: nc, idle: true}
+	c := &conn{nc: rawconn.Wrap(nc), idle: true}
 	s.conns[c] = struct{}{}
 	s.connWait.Add(1)
 	s.mu.Unlock()
@@ -328,8 +329,8 @@ func (s *Server) close(c *conn) {
 // lingeringClose stops writing, then reads what the client still sends for a moment before it
 // closes: closing a socket with unread data sends a reset, which can overtake the answer.
 func (s *Server) lingeringClose(c *conn) {
-	if tcp, ok := c.nc.(*net.TCPConn); ok {
-		tcp.CloseWrite()
+	if half, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		half.CloseWrite()
 		c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
 		io.Copy(io.Discard, io.LimitReader(c.nc, 256<<10))
 	}
