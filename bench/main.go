@@ -35,7 +35,8 @@
 //	-serve-cpu         instead of the above: machine CPU per health check, from /proc/stat, for an
 //	                   exec probe through Docker, the probe process alone, and a kubelet-style GET
 //	                   through health-check serve (see servecpu.go); its section replaces the same
-//	                   section of -out, or is added at its end. Needs Docker.
+//	                   section of -out, or is added at its end; with -baseline, also a GET through
+//	                   serve built from REV, in phases that alternate with the current one's. Needs Docker.
 //
 // Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
 // Without time the peak RSS column is left empty; without valgrind, the instruction counts.
@@ -99,7 +100,7 @@ func main() {
 		os.Exit(64)
 	}
 	if *serveCPU {
-		if err := runServeCPU(opts.out); err != nil {
+		if err := runServeCPU(opts.out, opts.baseline); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

@@ -174,3 +174,26 @@ func TestRenderMarksMissedTargets(t *testing.T) {
 	assert.Equal(t, "1.30", formatRatio(1.3, true, 0))
 	assert.Equal(t, "—", formatRatio(0, false, 0.6))
 }
+
+func TestRenderServeCPU(t *testing.T) {
+	mode := func(name string, checks int, busy, serve, bench float64) *serveMode {
+		m := &serveMode{name: name, checks: checks, busy: busy, wall: time.Second}
+		m.own[groupServe], m.own[groupBench] = serve, bench
+		return m
+	}
+	modes := []*serveMode{
+		mode("(a) exec", 10, 100, 0, 100),        // 100 ms a check
+		mode("(b) process", 100, 80, 0, 80),      // 8 ms
+		mode("(c) serve", 1000, 100, 40, 60),     // 1 ms, serve 0.4
+		mode("(c) at HEAD~1", 1000, 125, 60, 65), // 1.25 ms, serve 0.6
+	}
+	var without strings.Builder
+	renderServeCPU(&without, modes[:3], 0, "0.1 → 0.1", "abc")
+	assert.Contains(t, without.String(), "| (c) / (a): serve vs exec probe | 1/100 | 1/100 | ≤ 1/100 ✓ |")
+	assert.Contains(t, without.String(), "| (c) / (b): serve vs the probe process | 1/8 | 1/8 | ≤ 1/10 ✗ |")
+	assert.NotContains(t, without.String(), "before/after")
+
+	var with strings.Builder
+	renderServeCPU(&with, modes, 0, "0.1 → 0.1", "abc")
+	assert.Contains(t, with.String(), "| (c) serve vs (c) at HEAD~1 | 0.80× | 0.80× | 0.67× |")
+}

@@ -121,11 +121,12 @@ func processJiffies(pid int) float64 {
 	return total
 }
 
-// findInvolved finds dockerd, containerd, and the shim and main process of each container.
-func findInvolved(app, serve string) (*involved, error) {
+// findInvolved finds dockerd, containerd, and the shim and main process of each container: the app's
+// and those of serve (the current one, and the baseline's when measured).
+func findInvolved(app string, serves ...string) (*involved, error) {
 	p := &involved{}
 	var ids []string
-	for i, c := range []string{app, serve} {
+	for i, c := range append([]string{app}, serves...) {
 		out, err := exec.Command("docker", "inspect", "-f", "{{.Id}} {{.State.Pid}}", c).Output()
 		if err != nil {
 			return nil, fmt.Errorf("docker inspect %s: %w", c, err)
@@ -137,7 +138,7 @@ func findInvolved(app, serve string) (*involved, error) {
 		}
 		ids = append(ids, id)
 		group := groupApp
-		if i == 1 {
+		if i > 0 {
 			group = groupServe
 		}
 		p.pids[group] = append(p.pids[group], n)
@@ -168,7 +169,9 @@ func findInvolved(app, serve string) (*involved, error) {
 	return p, nil
 }
 
-func runServeCPU(out string) error {
+// runServeCPU measures and writes the section. baseline, when not "", is a git revision whose serve is
+// measured too, beside the current one: a third container in the app's network namespace.
+func runServeCPU(out, baseline string) error {
 	moduleDir, err := moduleRoot()
 	if err != nil {
 		return err
@@ -203,23 +206,31 @@ func runServeCPU(out string) error {
 		return err
 	}
 	image := "health-check-bench-app:" + runID
-	probe, err := buildAppImage(moduleDir, work, arch, image)
+	probe, err := buildAppImage(moduleDir, work, arch, image, baseline)
 	if err != nil {
 		return err
 	}
 	defer exec.Command("docker", "rmi", "-f", image).Run()
 
-	app, serveContainer := "health-check-bench-app-"+runID, "health-check-bench-serve-"+runID
-	defer exec.Command("docker", "rm", "-f", app, serveContainer).Run()
+	app, serveContainer, baselineContainer := "health-check-bench-app-"+runID, "health-check-bench-serve-"+runID, "health-check-bench-baseline-"+runID
+	defer exec.Command("docker", "rm", "-f", app, serveContainer, baselineContainer).Run()
 	common := []string{"--label", benchLabel + "=" + runID, "--user", "65532", "--read-only", "--cap-drop", "ALL", "-v", certs + ":/certs:ro"}
 	if err := docker(append(append([]string{"run", "-d", "--name", app}, common...), image)...); err != nil {
 		return err
 	}
 	// serve shares the app's network namespace, as a native sidecar shares the pod's.
-	if err := docker(append(append([]string{"run", "-d", "--name", serveContainer, "--network", "container:" + app, "--entrypoint", "/health-check"}, common...),
-		image, "serve", "-listen", ":8086", "-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt", "-key", "/certs/client.key",
-		"-check", "live=https://localhost:8443/healthz")...); err != nil {
+	startServe := func(name, entrypoint, port string) error {
+		return docker(append(append([]string{"run", "-d", "--name", name, "--network", "container:" + app, "--entrypoint", entrypoint}, common...),
+			image, "serve", "-listen", ":"+port, "-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt", "-key", "/certs/client.key",
+			"-check", "live=https://localhost:8443/healthz")...)
+	}
+	if err := startServe(serveContainer, "/health-check", "8086"); err != nil {
 		return err
+	}
+	if baseline != "" {
+		if err := startServe(baselineContainer, baselineProbePath, "8087"); err != nil {
+			return err
+		}
 	}
 	ipOut, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", app).Output()
 	if err != nil {
@@ -227,9 +238,9 @@ func runServeCPU(out string) error {
 	}
 	// The pod's address, as the kubelet reaches it: no published port, so no docker-proxy in the way.
 	appIP := strings.TrimSpace(string(ipOut))
-	serveURL := "http://" + net.JoinHostPort(appIP, "8086") + "/live"
 	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	getServe := func() error {
+	kubeletGET := func(port string) error {
+		serveURL := "http://" + net.JoinHostPort(appIP, port) + "/live"
 		req, _ := http.NewRequest("GET", serveURL, nil)
 		req.Header.Set("User-Agent", "kube-probe/1.34")
 		resp, err := kubelet.Do(req)
@@ -243,8 +254,15 @@ func runServeCPU(out string) error {
 		}
 		return nil
 	}
+	getServe := func() error { return kubeletGET("8086") }
+	getBaseline := func() error { return kubeletGET("8087") }
 	if err := waitUntil(30*time.Second, getServe); err != nil {
 		return fmt.Errorf("serve did not answer 200: %w", err)
+	}
+	if baseline != "" {
+		if err := waitUntil(30*time.Second, getBaseline); err != nil {
+			return fmt.Errorf("serve at %s did not answer 200: %w", baseline, err)
+		}
 	}
 
 	modes := []*serveMode{
@@ -258,12 +276,25 @@ func runServeCPU(out string) error {
 		}},
 		{name: "(c) one kubelet-style GET through `serve`", check: getServe},
 	}
+	// The phases: each mode for servePhase; with a baseline, the two serves in alternating phases of
+	// half that, twice each, so that neither gets the quieter moments of the machine.
+	phases := []phase{{modes[0], servePhase}, {modes[1], servePhase}, {modes[2], servePhase}}
+	if baseline != "" {
+		before := &serveMode{name: "(c) at " + baseline + ", the same GET", check: getBaseline}
+		modes = append(modes, before)
+		phases = append(phases[:2], phase{modes[2], servePhase / 2}, phase{before, servePhase / 2},
+			phase{before, servePhase / 2}, phase{modes[2], servePhase / 2})
+	}
 	for _, m := range modes { // one of each first: every mode works before anything is measured
 		if err := m.check(); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 	}
-	procs, err := findInvolved(app, serveContainer)
+	serves := []string{serveContainer}
+	if baseline != "" {
+		serves = append(serves, baselineContainer)
+	}
+	procs, err := findInvolved(app, serves...)
 	if err != nil {
 		return err
 	}
@@ -273,10 +304,10 @@ func runServeCPU(out string) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range modes {
-		progress("measuring %s for %s", m.name, servePhase)
-		if err := m.measure(procs); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+	for _, p := range phases {
+		progress("measuring %s for %s", p.mode.name, p.length)
+		if err := p.mode.measure(procs, p.length); err != nil {
+			return fmt.Errorf("%s: %w", p.mode.name, err)
 		}
 	}
 	progress("measuring the idle machine again for %s", servePhase)
@@ -292,14 +323,29 @@ func runServeCPU(out string) error {
 	return replaceSection(out, serveCPUHeading, md.Bytes())
 }
 
-// buildAppImage builds the probe and the e2e test server for arch, loads an image of both (entrypoint:
-// the test server) as tag, and returns the probe binary's path.
-func buildAppImage(moduleDir, work, arch, tag string) (string, error) {
+// baselineProbePath is where the app image holds the probe built from -baseline.
+const baselineProbePath = "/health-check-baseline"
+
+// buildAppImage builds the probe and the e2e test server for arch (and the probe at baseline, unless
+// that is ""), loads an image of them (entrypoint: the test server) as tag, and returns the probe
+// binary's path.
+func buildAppImage(moduleDir, work, arch, tag, baseline string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	probe, server := filepath.Join(work, "health-check"), filepath.Join(work, "testserver")
 	if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Dir: moduleDir, Arch: arch, Version: "bench"}, probe); err != nil {
 		return "", err
+	}
+	files := []struct{ path, file string }{{"/health-check", probe}, {"/testserver", server}}
+	if baseline != "" {
+		src, before := filepath.Join(work, "baseline-src"), filepath.Join(work, "health-check-baseline")
+		if err := unpackRevision(moduleDir, baseline, src); err != nil {
+			return "", err
+		}
+		if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Dir: src, Arch: arch, Version: "bench@" + baseline}, before); err != nil {
+			return "", fmt.Errorf("building the probe at %s: %w", baseline, err)
+		}
+		files = append(files, struct{ path, file string }{baselineProbePath, before})
 	}
 	if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Dir: moduleDir, Arch: arch,
 		Package: "github.com/health-check-proxy/health-check-proxy/e2e/testserver"}, server); err != nil {
@@ -310,7 +356,7 @@ func buildAppImage(moduleDir, work, arch, tag string) (string, error) {
 		return "", err
 	}
 	var layers []v1.Layer
-	for _, f := range []struct{ path, file string }{{"/health-check", probe}, {"/testserver", server}} {
+	for _, f := range files {
 		content, err := os.ReadFile(f.file)
 		if err != nil {
 			return "", err
@@ -332,27 +378,34 @@ func buildAppImage(moduleDir, work, arch, tag string) (string, error) {
 	return probe, docker("load", "-i", archive)
 }
 
-// measure runs the mode's check back to back for servePhase and notes the machine's busy jiffies.
-func (m *serveMode) measure(procs *involved) error {
+// phase is one stretch of measuring a mode.
+type phase struct {
+	mode   *serveMode
+	length time.Duration
+}
+
+// measure runs the mode's check back to back for length and adds the checks, the time, and the
+// machine's and the processes' busy jiffies to the mode's.
+func (m *serveMode) measure(procs *involved, length time.Duration) error {
 	before, err := busyJiffies()
 	if err != nil {
 		return err
 	}
 	ownBefore := procs.jiffies()
 	start := time.Now()
-	for time.Since(start) < servePhase {
+	for time.Since(start) < length {
 		if err := m.check(); err != nil {
 			return err
 		}
 		m.checks++
 	}
-	m.wall = time.Since(start)
+	m.wall += time.Since(start)
 	ownAfter := procs.jiffies()
 	for g := range m.own {
-		m.own[g] = ownAfter[g] - ownBefore[g]
+		m.own[g] += ownAfter[g] - ownBefore[g]
 	}
 	after, err := busyJiffies()
-	m.busy = after - before
+	m.busy += after - before
 	return err
 }
 
@@ -446,6 +499,18 @@ func renderServeCPU(w io.Writer, modes []*serveMode, idleRate float64, load, rev
 	row("(c) / (a): serve vs exec probe", 0, 0.01)
 	row("(c) / (b): serve vs the probe process", 1, 0.1)
 	fmt.Fprintln(w)
+	if len(modes) > 3 { // -baseline: the current serve against the one built from REV
+		times := func(c, of float64) string {
+			if c <= 0 || of <= 0 {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.2f×", c/of)
+		}
+		fmt.Fprintln(w, "| before/after, same run | machine | processes | serve's own |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|")
+		fmt.Fprintf(w, "| %s vs %s | %s | %s | %s |\n\n", modes[2].name, modes[3].name, times(machinePerCheck[2], machinePerCheck[3]),
+			times(ownPerCheck[2], ownPerCheck[3]), times(modes[2].own[groupServe]/float64(modes[2].checks), modes[3].own[groupServe]/float64(modes[3].checks)))
+	}
 }
 
 // replaceSection writes section into the report file out, in place of an earlier section with the
