@@ -301,17 +301,27 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 //
 // A stream that stays open carries more than any window: ReadMore gives the stream's flow-control
 // window back to the server as it reads (the connection's goes back as at every read), and answers
-// PINGs and SETTINGS, so the server never waits for us while we are reading.
+// PINGs and SETTINGS, so the server never waits for us while we are reading. It ends at any GOAWAY,
+// even one that still serves our stream: a server going away waits for its streams to end, and this
+// one might never end by itself; the caller calls again, on a new connection.
 func (c *Client) ReadMore(resp *Response, consumed, maxBody int, enough func(body []byte) bool) error {
 	if resp.Header == nil || resp.EndStream || resp.Truncated || consumed < 0 || consumed > len(resp.Body) {
 		return errors.New("h2: ReadMore needs an open stream whose body holds what was consumed")
 	}
 	resp.Body = append(resp.Body[:0], resp.Body[consumed:]...)
 	c.giveBackStreamWindow(1) // what the caller consumed, and what came with it
-	if enough(resp.Body) {
+	switch {
+	case enough(resp.Body):
 		return nil
+	case c.goAway != "":
+		return c.goingAway()
 	}
 	return c.readUntil(resp, maxBody, enough, true)
+}
+
+// goingAway is the end of a stream kept open on a connection that the server is closing.
+func (c *Client) goingAway() error {
+	return errors.New("the server is closing the connection: " + c.goAway)
 }
 
 // readUntil reads frames into resp until the answer is complete, enough holds after a DATA frame, or
@@ -337,7 +347,9 @@ func (c *Client) readUntil(resp *Response, maxBody int, enough func(body []byte)
 		case framePing:
 			err = c.ping(flags, stream, payload)
 		case frameGoAway:
-			err = c.goAwayFrame(stream, payload)
+			if err = c.goAwayFrame(stream, payload); err == nil && streaming {
+				err = c.goingAway()
+			}
 		case frameRSTStream:
 			err = c.resetStream(stream, payload)
 		case framePushPromise:

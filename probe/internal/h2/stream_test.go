@@ -168,3 +168,44 @@ func TestReadMoreStopsAtEachMessage(t *testing.T) {
 	assert.Empty(t, resp.Body)
 	assert.Error(t, client.ReadMore(resp, 0, 100, enough), "the stream ended")
 }
+
+// TestReadMoreEndsAtGOAWAY: a server that shuts down gracefully (net/http's Shutdown) says GOAWAY and
+// waits for its streams to end; ReadMore ends the stream kept open at once, rather than when the
+// server gives up waiting and closes the connection.
+func TestReadMoreEndsAtGOAWAY(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("first"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a stream that never ends by itself
+	})}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Close() })
+
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	client := NewClient(conn)
+	require.NoError(t, client.WriteRequest([]hpack.HeaderField{
+		{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":path", Value: "/"}, {Name: ":authority", Value: "localhost"},
+	}, nil))
+	enough := func(body []byte) bool { return len(body) >= 5 }
+	resp, err := client.ReadResponseUntil(100, enough)
+	require.NoError(t, err)
+	require.Equal(t, "first", string(resp.Body))
+
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(t.Context()) }()
+	start := time.Now()
+	err = client.ReadMore(resp, 5, 100, enough)
+	require.Error(t, err)
+	assert.Equal(t, "the server is closing the connection: GOAWAY NO_ERROR", err.Error())
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "at the GOAWAY, not when the server gives up")
+	conn.Close()
+	assert.NoError(t, <-shutdown, "the server's shutdown completes once we are gone")
+}
