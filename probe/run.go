@@ -126,7 +126,14 @@ func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Sessi
 		attempts++
 		log("attempt %d: %s", attempts, report.Checked)
 		if needSVID {
-			if config, err := c.TLS.workloadAPIConfig(ctx, fromFiles, c.UserAgent, log); err != nil {
+			var config *tls.Config
+			var err error
+			if session != nil {
+				config, err = session.svidConfig(ctx, fromFiles, log) // from the stream it keeps open
+			} else {
+				config, err = c.TLS.workloadAPIConfig(ctx, fromFiles, c.UserAgent, log) // one call per run
+			}
+			if err != nil {
 				last = unreachable(err)
 			} else {
 				tlsConfig, needSVID = config, false

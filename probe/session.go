@@ -28,6 +28,7 @@ type Session struct {
 
 	mu        sync.Mutex // one check at a time: the kept connection carries one request at a time
 	files     *tlsFiles  // nil for a plain target
+	svid      sessionSVID
 	idleHTTP  *httpConn
 	idleGRPC  *grpcConn
 	checkHTTP checker
@@ -69,11 +70,12 @@ func (s *Session) UpstreamConnections() (opened, reused uint64) {
 	return s.openedCount.Load(), s.reusedCount.Load()
 }
 
-// Close closes the kept connections.
+// Close closes the kept connections, and the Workload API's stream.
 func (s *Session) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closeIdle()
+	s.svid.close()
 }
 
 func (s *Session) closeIdle() {
@@ -113,7 +115,7 @@ func (s *Session) generation() uint64 {
 	if s == nil || s.files == nil {
 		return 0
 	}
-	return s.files.generation
+	return s.files.generation + s.svid.generation // both only grow: the sum changes with either
 }
 
 // opened counts a new connection and stamps it with the TLS material's generation.

@@ -23,7 +23,7 @@ import (
 // The SPIFFE Workload API (https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Workload_API.md)
 // over our own HTTP/2 client: at every run, the first message of SpiffeWorkloadAPI/FetchX509SVID gives
 // the client certificate and the trust bundle, so an SVID that the agent rotated is used from the next
-// run on, as rotated files are.
+// run on, as rotated files are. A Session keeps the stream open instead (svidwatch.go).
 
 // workloadAPISocket is the socket path of a -workload-api address: unix:///path or unix:/path, as
 // SPIFFE_ENDPOINT_SOCKET is written. The standard also allows tcp://, which agents rarely offer and a
@@ -47,23 +47,50 @@ func (f TLSOptions) workloadAPIConfig(ctx context.Context, base *tls.Config, use
 	if err != nil {
 		return nil, fmt.Errorf("the Workload API at %s: %w", f.WorkloadAPI, err)
 	}
-	if len(resp.SVIDs) == 0 {
-		return nil, fmt.Errorf("the Workload API at %s returned no SVID", f.WorkloadAPI)
+	svid, err := defaultSVID(f.WorkloadAPI, resp)
+	if err != nil {
+		return nil, err
 	}
-	svid := resp.SVIDs[0] // the default SVID, as the standard says
+	log("Workload API %s: SVID %s in %s (%d SVIDs, %d federated bundles)", f.WorkloadAPI, svid.id, since(start), svid.answered, svid.federated)
+	return f.withSVID(base, svid)
+}
+
+// clientSVID is the default SVID of a Workload API answer, checked: the client certificate, its
+// SPIFFE ID, and the trust bundles by trust domain.
+type clientSVID struct {
+	id      string
+	pair    tls.Certificate
+	bundles trustBundles
+	// answered and federated count the answer's SVIDs and federated bundles, for -v.
+	answered, federated int
+}
+
+// defaultSVID checks the default SVID of the agent at addr's answer: the first, as the standard says.
+func defaultSVID(addr string, resp *workloadapi.X509SVIDResponse) (*clientSVID, error) {
+	if len(resp.SVIDs) == 0 {
+		return nil, fmt.Errorf("the Workload API at %s returned no SVID", addr)
+	}
+	svid := resp.SVIDs[0]
 	pair, bundles, err := svidMaterial(svid, resp.FederatedBundles)
 	if err != nil {
-		return nil, fmt.Errorf("the Workload API at %s: SVID %q: %w", f.WorkloadAPI, svid.SPIFFEID, err)
+		return nil, fmt.Errorf("the Workload API at %s: SVID %q: %w", addr, svid.SPIFFEID, err)
 	}
-	log("Workload API %s: SVID %s in %s (%d SVIDs, %d federated bundles)", f.WorkloadAPI, svid.SPIFFEID, since(start), len(resp.SVIDs), len(resp.FederatedBundles))
+	return &clientSVID{id: svid.SPIFFEID, pair: pair, bundles: bundles,
+		answered: len(resp.SVIDs), federated: len(resp.FederatedBundles)}, nil
+}
+
+// withSVID is base with the SVID as the client certificate, and with its trust bundle (and the
+// federated ones) verifying the server unless -cacert gave the CAs.
+func (f TLSOptions) withSVID(base *tls.Config, svid *clientSVID) (*tls.Config, error) {
 	config := base.Clone()
+	pair := svid.pair
 	config.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	if f.CACert != "" {
 		return config, nil // -cacert wins: Load verifies the server with it already
 	}
-	config.RootCAs = bundles.byDomain[mustParseSPIFFEID(svid.SPIFFEID).trustDomain]
+	config.RootCAs = svid.bundles.byDomain[mustParseSPIFFEID(svid.id).trustDomain]
 	if len(f.SPIFFEIDs) > 0 {
-		if err := verifyBySPIFFEID(config, f.SPIFFEIDs, bundles); err != nil {
+		if err := verifyBySPIFFEID(config, f.SPIFFEIDs, svid.bundles); err != nil {
 			return nil, err
 		}
 	}
@@ -152,6 +179,23 @@ func fetchX509SVID(ctx context.Context, addr, userAgent string) (*workloadapi.X5
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
+	client, resp, err := startX509SVIDStream(ctx, conn, userAgent)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.EndStream {
+		_ = client.Cancel() // the stream goes on with every rotation; we have what we came for
+	}
+	return decodeWorkloadAPIAnswer(resp)
+}
+
+// maxStreamBody is the most of the stream's body we hold at a time: one message, prefix included.
+const maxStreamBody = workloadapi.MaxMessageBytes + grpchealth.PrefixBytes
+
+// startX509SVIDStream calls FetchX509SVID on conn, a new connection to the agent, and reads the
+// stream's answer up to its first message, which resp.Body then starts with (unless the answer is an
+// error). The stream is open unless resp.EndStream: the agent sends every rotation on it.
+func startX509SVIDStream(ctx context.Context, conn net.Conn, userAgent string) (*h2.Client, *h2.Response, error) {
 	fields := []hpack.HeaderField{
 		{Name: ":method", Value: "POST"},
 		{Name: ":scheme", Value: "http"},
@@ -168,26 +212,23 @@ func fetchX509SVID(ctx context.Context, addr, userAgent string) (*workloadapi.X5
 		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
 	}
 	client := h2.NewClient(conn)
-	client.ReceiveWindow = workloadapi.MaxMessageBytes + grpchealth.PrefixBytes
+	client.ReceiveWindow = maxStreamBody
 	writeErr := client.WriteRequest(fields, workloadapi.Request)
 	if writeErr != nil {
 		awaitClosingReason(ctx, conn) // what answered and closed said why, perhaps: read it briefly
 	}
-	resp, err := client.ReadResponseUntil(workloadapi.MaxMessageBytes+grpchealth.PrefixBytes, workloadapi.MessageComplete)
+	resp, err := client.ReadResponseUntil(maxStreamBody, workloadapi.MessageComplete)
 	if err != nil {
 		if writeErr != nil && !informative(err) {
 			err = writeErr
 		}
-		return nil, explainNotHTTP2(err)
+		return nil, nil, explainNotHTTP2(err)
 	}
-	if !resp.EndStream {
-		_ = client.Cancel() // the stream goes on with every rotation; we have what we came for
-	}
-	return decodeWorkloadAPIAnswer(resp)
+	return client, resp, nil
 }
 
 // decodeWorkloadAPIAnswer judges the agent's answer: an error status (PermissionDenied when it has no
-// identity for us) with its message, or the first X509SVIDResponse.
+// identity for us) with its message, or the X509SVIDResponse that resp.Body starts with.
 func decodeWorkloadAPIAnswer(resp *h2.Response) (*workloadapi.X509SVIDResponse, error) {
 	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return nil, fmt.Errorf("not a gRPC server: HTTP %s", httpStatus(status))

@@ -1,6 +1,6 @@
 // Package h2 is a minimal HTTP/2 client (RFC 9113) for one request at a time on one connection, on
-// the calling goroutine: enough for a unary RPC and its answer, or the first message of a
-// server-streaming one. It writes the preface, its SETTINGS, the request's HEADERS and DATA in one
+// the calling goroutine: enough for a unary RPC and its answer, or the messages of a server-streaming
+// one, read one after another for as long as the stream stays open (ReadMore). It writes the preface, its SETTINGS, the request's HEADERS and DATA in one
 // write, then reads frames until the answer's stream ends (or the caller has read enough of it, and
 // cancels it); a connection kept alive carries the next request on the next stream (Reusable says
 // when it can). It never has two streams open, never accepts a frame larger than the protocol's
@@ -161,6 +161,10 @@ type Client struct {
 	sendWindow   int64  // the connection's send window, which each request body uses
 	streamWindow int64  // SETTINGS_INITIAL_WINDOW_SIZE: each new stream's send window
 	received     int    // DATA bytes not yet given back in a WINDOW_UPDATE
+	// The current stream's receive window: as announced in our SETTINGS, and the DATA bytes received
+	// on it that ReadMore has not given back yet (ReadResponse never does: its stream ends first).
+	streamReceiveWindow int
+	streamReceived      int
 }
 
 // NewClient is the client side of conn, which carries nothing yet: WriteRequest writes the preface.
@@ -222,7 +226,7 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 		c.stream += 2
 	}
 	c.prefaceSent = true
-	c.streamSeen, c.streamEnded, c.refused = false, false, false
+	c.streamSeen, c.streamEnded, c.refused, c.streamReceived = false, false, false, 0
 	c.encoded.Reset()
 	for _, f := range fields {
 		if err := c.enc.WriteField(f); err != nil {
@@ -233,6 +237,7 @@ func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 	if first {
 		out = append(out, preface...)
 		window := uint32(max(streamReceiveWindow, min(c.ReceiveWindow, maxWindow)))
+		c.streamReceiveWindow = int(window)
 		var settings []byte
 		for _, s := range [...][2]uint32{
 			{settingEnablePush, 0},
@@ -285,18 +290,55 @@ func (c *Client) ReadResponse(maxBody int) (*Response, error) {
 // stream is then still open: Cancel ends it.
 func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (*Response, error) {
 	resp := &Response{}
+	return resp, c.readUntil(resp, maxBody, enough, false)
+}
+
+// ReadMore reads on the stream that ReadResponseUntil left open, for an answer that goes on (a
+// server-streaming RPC's next message): it drops the first consumed bytes of resp.Body, which the
+// caller is done with, and reads until enough(resp.Body) holds again (at once when what is left holds
+// it), or the stream ends (resp.EndStream, with the trailers), or the body grows over maxBody
+// (resp.Truncated), with the errors of ReadResponse. maxBody bounds what resp.Body holds at a time.
+//
+// A stream that stays open carries more than any window: ReadMore gives the stream's flow-control
+// window back to the server as it reads (the connection's goes back as at every read), and answers
+// PINGs and SETTINGS, so the server never waits for us while we are reading. It ends at any GOAWAY,
+// even one that still serves our stream: a server going away waits for its streams to end, and this
+// one might never end by itself; the caller calls again, on a new connection.
+func (c *Client) ReadMore(resp *Response, consumed, maxBody int, enough func(body []byte) bool) error {
+	if resp.Header == nil || resp.EndStream || resp.Truncated || consumed < 0 || consumed > len(resp.Body) {
+		return errors.New("h2: ReadMore needs an open stream whose body holds what was consumed")
+	}
+	resp.Body = append(resp.Body[:0], resp.Body[consumed:]...)
+	c.giveBackStreamWindow(1) // what the caller consumed, and what came with it
+	switch {
+	case enough(resp.Body):
+		return nil
+	case c.goAway != "":
+		return c.goingAway()
+	}
+	return c.readUntil(resp, maxBody, enough, true)
+}
+
+// goingAway is the end of a stream kept open on a connection that the server is closing.
+func (c *Client) goingAway() error {
+	return errors.New("the server is closing the connection: " + c.goAway)
+}
+
+// readUntil reads frames into resp until the answer is complete, enough holds after a DATA frame, or
+// an error. streaming: the stream's window goes back to the server as its DATA arrives.
+func (c *Client) readUntil(resp *Response, maxBody int, enough func(body []byte) bool, streaming bool) error {
 	for {
 		first := !c.readAny
 		typ, flags, stream, payload, err := c.readFrame(first)
 		if err != nil {
-			return resp, c.explainEOF(err, resp)
+			return c.explainEOF(err, resp)
 		}
 		c.readAny = true
 		if first && typ != frameSettings {
-			return resp, &NotHTTP2Error{Reason: fmt.Sprintf("its answer does not start with an HTTP/2 SETTINGS frame (but frame type %d)", typ)}
+			return &NotHTTP2Error{Reason: fmt.Sprintf("its answer does not start with an HTTP/2 SETTINGS frame (but frame type %d)", typ)}
 		}
 		if c.inBlock && (typ != frameContinuation || stream != c.blockStream) {
-			return resp, fmt.Errorf("HTTP/2 protocol error: frame type %d inside a header block", typ)
+			return fmt.Errorf("HTTP/2 protocol error: frame type %d inside a header block", typ)
 		}
 		var done bool
 		switch typ {
@@ -305,7 +347,9 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 		case framePing:
 			err = c.ping(flags, stream, payload)
 		case frameGoAway:
-			err = c.goAwayFrame(stream, payload)
+			if err = c.goAwayFrame(stream, payload); err == nil && streaming {
+				err = c.goingAway()
+			}
 		case frameRSTStream:
 			err = c.resetStream(stream, payload)
 		case framePushPromise:
@@ -314,6 +358,12 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 			done, err = c.headerFrame(resp, typ, flags, stream, payload)
 		case frameData:
 			c.receivedData(len(payload))
+			if stream == c.stream {
+				c.streamReceived += len(payload)
+				if streaming {
+					c.giveBackStreamWindow(min(windowUpdateBytes, c.streamReceiveWindow/2))
+				}
+			}
 			done, err = c.dataFrame(resp, flags, stream, payload, maxBody)
 			done = done || (err == nil && enough != nil && stream == c.stream && enough(resp.Body))
 		case frameWindowUpdate:
@@ -321,7 +371,7 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 		}
 		// PRIORITY and unknown frame types need nothing from us.
 		if err != nil || done {
-			return resp, err
+			return err
 		}
 	}
 }
@@ -409,6 +459,16 @@ func (c *Client) receivedData(n int) {
 	if c.received >= windowUpdateBytes {
 		c.pending = appendFrame(c.pending, frameWindowUpdate, 0, 0, binary.BigEndian.AppendUint32(nil, uint32(c.received)))
 		c.received = 0
+	}
+}
+
+// giveBackStreamWindow gives the DATA bytes received on our stream back to the server in a
+// WINDOW_UPDATE, once there are at least atLeast of them. Half the window at most: the server can
+// always send the rest of the window meanwhile, however large the message being read.
+func (c *Client) giveBackStreamWindow(atLeast int) {
+	if c.streamReceived >= max(atLeast, 1) {
+		c.pending = appendFrame(c.pending, frameWindowUpdate, 0, c.stream, binary.BigEndian.AppendUint32(nil, uint32(c.streamReceived)))
+		c.streamReceived = 0
 	}
 }
 

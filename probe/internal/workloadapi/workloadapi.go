@@ -69,6 +69,12 @@ func MessageComplete(body []byte) bool {
 	return len(body) >= prefixBytes && uint64(len(body)-prefixBytes) >= uint64(binary.BigEndian.Uint32(body[1:prefixBytes]))
 }
 
+// MessageBytes is the length of body's first message, prefix included: what a reader of the stream
+// has consumed once it decoded that message. body must hold a whole one (MessageComplete).
+func MessageBytes(body []byte) int {
+	return prefixBytes + int(binary.BigEndian.Uint32(body[1:prefixBytes]))
+}
+
 // DecodeResponse decodes the first message of body, gRPC framing included. It rejects compressed
 // messages (we never offer compression), a message over MaxMessageBytes, and malformed protobuf.
 func DecodeResponse(body []byte) (*X509SVIDResponse, error) {

@@ -128,6 +128,7 @@ func TestMessageComplete(t *testing.T) {
 	}
 	assert.True(t, MessageComplete(body))
 	assert.True(t, MessageComplete(append(body, 0)), "the next message has begun")
+	assert.Equal(t, len(body), MessageBytes(append(body, frame(nil)...)), "where the next message starts")
 }
 
 // FuzzDecodeResponse: no input panics or reads past its end, and what we accept, protobuf's own
