@@ -84,7 +84,7 @@ func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.tls.Insecure, "insecure", false, "do not verify the server's certificate (the failure line and -v say so)")
 	fs.BoolVar(&f.tls.PostQuantum, "post-quantum", false, "offer Go's default hybrid post-quantum key exchange, X25519MLKEM768 (about 2x the CPU)")
 	fs.Var(&f.spiffeIDs, "spiffe-id", "verify the server by this SPIFFE `ID` (URI SAN) instead of a DNS name; spiffe://trust.domain\naccepts any ID in it (repeatable; needs -cacert or -workload-api)")
-	fs.StringVar(&f.tls.WorkloadAPI, "workload-api", "", "SPIFFE Workload API `address` (unix:///path): client SVID and trust bundle, at every run\n(default: $SPIFFE_ENDPOINT_SOCKET when -spiffe-id is given without -cert)")
+	fs.StringVar(&f.tls.WorkloadAPI, "workload-api", "", "SPIFFE Workload API `address` (unix:///path): client SVID and trust bundle, at every run (serve keeps a stream open)\n(default: $SPIFFE_ENDPOINT_SOCKET when -spiffe-id is given without -cert)")
 	fs.DurationVar(&f.tls.MinValidity, "min-validity", 0, "unhealthy when the server's certificate expires within this `duration`, e.g. 168h")
 	fs.StringVar(&f.unixSocket, "unix-socket", "", "connect to this unix socket `path` instead of the URL's host and port")
 	fs.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "bound on the whole run, all attempts included")
