@@ -269,7 +269,15 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 
 	drain, cancel := context.WithTimeout(context.Background(), server.DrainTime())
 	defer cancel()
-	if err := server.Shutdown(drain); err != nil {
+	err = server.Shutdown(drain)
+	// The kept upstream connections and Workload API streams end as a client that leaves: the agent
+	// sees the stream cancelled, not the connection cut.
+	for _, c := range opts.server.Checks {
+		if session, ok := c.Checker.(*probe.Session); ok {
+			session.Close()
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "health-check serve: stopped; answers still in flight after %s were cut off\n", server.DrainTime())
 		return probe.ExitHealthy
 	}

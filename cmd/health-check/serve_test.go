@@ -284,3 +284,41 @@ func portOf(t *testing.T, rawURL string) string {
 	require.NoError(t, err)
 	return port
 }
+
+// TestServeProcessWorkloadAPI: with -workload-api, the binary keeps one FetchX509SVID stream open for
+// all its probes, and still drains and exits 0 on SIGTERM with the stream open.
+func TestServeProcessWorkloadAPI(t *testing.T) {
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	svid, err := pki.CA.SVID([]string{"spiffe://example.org/app"}, time.Hour)
+	require.NoError(t, err)
+	agent := testutil.StartWorkloadAPI(t)
+	agent.SetSVID("spiffe://example.org/app", svid, pki.CA, nil)
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	app.TLS = pki.MTLSConfig(pki.Server)
+	app.StartTLS()
+	t.Cleanup(app.Close)
+
+	cmd, addr, stderr, wait := startServeProcess(t, "-workload-api", agent.Addr, "-cacert", pki.CAFile,
+		"-check", "live=https://localhost:"+portOf(t, app.URL)+"/livez")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for range 3 {
+		resp, err := kubelet.Get("http://" + addr + "/live")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, string(body))
+	}
+	calls, ended := agent.Calls()
+	assert.Equal(t, 1, calls, "one stream for every probe")
+	assert.Empty(t, ended, "the stream is still open")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- wait() }()
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit 0: %s", stderr.String())
+	case <-time.After(5 * time.Second):
+		t.Fatalf("serve did not exit after SIGTERM: %s", stderr.String())
+	}
+}
