@@ -244,9 +244,7 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 	// Signals first: a SIGTERM that arrives while the listener opens still drains and exits 0.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	// No TCP keep-alive on the probes' connections: a kubelet's lives for one request, and setting it
-	// up costs four system calls per probe.
-	listener, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", opts.listen)
+	listener, err := serve.Listen(opts.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "serve: %v\n", err)
 		return exitServeFailed

@@ -118,7 +118,7 @@ func startServer(t *testing.T, opts Options) (*Server, string) {
 	t.Helper()
 	s, err := New(opts)
 	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(l) }()
@@ -424,14 +424,19 @@ func TestSlowClients(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Less(t, time.Since(start), 300*time.Millisecond, "a slow client delays no probe")
 
-	// The slow two and one more fill the server: the next is refused with a 503, or closed.
+	// The slow two and one more fill the server: the next is refused with a 503, or closed. Each
+	// sends a first byte, as clients do at once: Listen accepts a connection when data arrives.
 	third, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { third.Close() })
+	_, err = io.WriteString(third, "G")
+	require.NoError(t, err)
 	require.Eventually(t, func() bool { return server.connections() == 3 }, time.Second, 5*time.Millisecond)
 	refused, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { refused.Close() })
+	_, err = io.WriteString(refused, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
 	require.NoError(t, refused.SetReadDeadline(time.Now().Add(time.Second)))
 	answer, err := io.ReadAll(refused)
 	if err == nil {
@@ -450,6 +455,23 @@ func TestSlowClients(t *testing.T) {
 	assert.Less(t, time.Since(start), 1500*time.Millisecond)
 	resp, _ = kubelet(t, "GET", base+"/live")
 	assert.Equal(t, 200, resp.StatusCode, "room again")
+}
+
+// TestSilentClient: a client that connects and sends nothing is held back by the kernel at first
+// (TCP_DEFER_ACCEPT, on Linux), then accepted all the same, and cut off by the read-header timeout.
+func TestSilentClient(t *testing.T) {
+	app := startUpstream(t)
+	server, base := startServer(t, Options{Checks: []Check{app.check("live", "/", time.Second)}, ReadHeaderTimeout: 300 * time.Millisecond})
+	silent, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	defer silent.Close()
+	start := time.Now()
+	require.NoError(t, silent.SetReadDeadline(time.Now().Add(10*time.Second)))
+	n, err := silent.Read(make([]byte, 1))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, io.EOF, "cut off without an answer")
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Eventually(t, func() bool { return server.connections() == 0 }, time.Second, 5*time.Millisecond)
 }
 
 // metricLine is one sample of the Prometheus text format, as the server writes it.
@@ -525,7 +547,7 @@ func TestShutdownDrains(t *testing.T) {
 	app.delay.Store(int64(400 * time.Millisecond))
 	s, err := New(Options{Checks: []Check{app.check("live", "/", 2*time.Second)}})
 	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(l) }()
@@ -534,6 +556,9 @@ func TestShutdownDrains(t *testing.T) {
 	idle, err := net.Dial("tcp", l.Addr().String())
 	require.NoError(t, err)
 	defer idle.Close()
+	_, err = io.WriteString(idle, "GET") // a head begun: the server holds the connection, waiting
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.connections() == 1 }, time.Second, 5*time.Millisecond)
 	type answer struct {
 		status int
 		close  bool
