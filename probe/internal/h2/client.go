@@ -1,11 +1,12 @@
 // Package h2 is a minimal HTTP/2 client (RFC 9113) for one request at a time on one connection, on
 // the calling goroutine: enough for a unary RPC and its answer, or the messages of a server-streaming
-// one, read one after another for as long as the stream stays open (ReadMore). It writes the preface, its SETTINGS, the request's HEADERS and DATA in one
-// write, then reads frames until the answer's stream ends (or the caller has read enough of it, and
-// cancels it); a connection kept alive carries the next request on the next stream (Reusable says
-// when it can). It never has two streams open, never accepts a frame larger than the protocol's
-// default maximum (it does not raise it), and reads at most maxBody bytes of the answer's body, so a
-// server cannot make it read or buffer more than that.
+// one, read one after another for as long as the stream stays open (ReadMore). It writes the preface,
+// its SETTINGS, the request's HEADERS and DATA in one write, then reads frames until the answer's
+// stream ends (or the caller has read enough of it, and cancels it); a connection kept alive carries
+// the next request on the next stream (Reusable says when it can). It never has two streams open,
+// never accepts a frame larger than the protocol's default maximum (it does not raise it), and reads
+// at most maxBody bytes of the answer's body, so a server cannot make it read or buffer more than
+// that.
 //
 // It knows nothing of what it carries: no URLs, no gRPC. The caller dials, sets deadlines, builds the
 // header fields and judges the answer.
