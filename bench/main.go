@@ -36,7 +36,8 @@
 //	                   exec probe through Docker, the probe process alone, and a kubelet-style GET
 //	                   through health-check serve (see servecpu.go); its section replaces the same
 //	                   section of -out, or is added at its end; with -baseline, also a GET through
-//	                   serve built from REV, in phases that alternate with the current one's. Needs Docker.
+//	                   serve built from REV, in phases that alternate with the current one's.
+//	                   Needs Docker.
 //
 // Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
 // Without time the peak RSS column is left empty; without valgrind, the instruction counts.

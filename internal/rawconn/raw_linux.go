@@ -17,8 +17,8 @@ func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	}
 }
 
-// nothingToRead peeks at the socket without waiting: only "it would wait" (EAGAIN) means it is open and
-// empty; a byte, the end of the stream (0) or an error mean it is not.
+// nothingToRead peeks at the socket without waiting: only "it would wait" (EAGAIN) means it is open
+// and empty; a byte, the end of the stream (0) or an error mean it is not.
 func nothingToRead(fd uintptr) bool {
 	var one [1]byte
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,

@@ -10,7 +10,8 @@
 // RawConn.Read and RawConn.Write wait for readiness on the netpoller, deadlines included, exactly as
 // net.Conn does. See bench/README.md for the measurement.
 //
-// Linux only: the raw read(2) and write(2) of other systems differ. Elsewhere Wrap returns conn as it is.
+// Linux only: the raw read(2) and write(2) of other systems differ. Elsewhere Wrap returns conn as it
+// is.
 package rawconn
 
 import (
@@ -48,8 +49,8 @@ func Wrap(conn net.Conn) net.Conn {
 	return &Conn{socket: s, raw: raw}
 }
 
-// Read reads what the socket holds, waiting on the netpoller until it holds something, the peer closes
-// (io.EOF) or the read deadline passes.
+// Read reads what the socket holds, waiting on the netpoller until it holds something, the peer
+// closes (io.EOF) or the read deadline passes.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -99,8 +100,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// opError is err as net.Conn reports it: a *net.OpError of op, whose Err is the cause (a deadline that
-// passed is os.ErrDeadlineExceeded, a closed connection net.ErrClosed), not RawConn's "raw-read" error.
+// opError is err as net.Conn reports it: a *net.OpError of op, whose Err is the cause (a deadline
+// that passed is os.ErrDeadlineExceeded, a closed connection net.ErrClosed), not RawConn's
+// "raw-read" error.
 func (c *Conn) opError(op string, err error) error {
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
