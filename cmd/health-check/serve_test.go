@@ -205,6 +205,19 @@ func startServeProcess(t *testing.T, args ...string) (cmd *exec.Cmd, addr string
 	return cmd, m[1], output, wait
 }
 
+// awaitExit waits for a serve process that was sent SIGTERM to exit 0, within 5 seconds.
+func awaitExit(t *testing.T, wait func() error, stderr *testutil.SyncBuffer) {
+	t.Helper()
+	exited := make(chan error, 1)
+	go func() { exited <- wait() }()
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit 0: %s", stderr.String())
+	case <-time.After(5 * time.Second):
+		t.Fatalf("serve did not exit after SIGTERM: %s", stderr.String())
+	}
+}
+
 // TestServeProcess: the binary serves a kubelet's probes of a real mTLS endpoint, and on SIGTERM
 // finishes the answer in flight, then exits 0.
 func TestServeProcess(t *testing.T) {
@@ -265,14 +278,7 @@ func TestServeProcess(t *testing.T) {
 	require.NoError(t, got.err)
 	assert.Equal(t, 200, got.status, "the answer in flight arrives")
 
-	exited := make(chan error, 1)
-	go func() { exited <- wait() }()
-	select {
-	case err := <-exited:
-		assert.NoError(t, err, "exit 0: %s", stderr.String())
-	case <-time.After(5 * time.Second):
-		t.Fatalf("serve did not exit after SIGTERM: %s", stderr.String())
-	}
+	awaitExit(t, wait, stderr)
 	assert.Contains(t, stderr.String(), "health-check serve: stopped")
 	_, err = net.DialTimeout("tcp", addr, time.Second)
 	assert.Error(t, err, "no longer listening")
@@ -313,12 +319,5 @@ func TestServeProcessWorkloadAPI(t *testing.T) {
 	assert.Empty(t, ended, "the stream is still open")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	exited := make(chan error, 1)
-	go func() { exited <- wait() }()
-	select {
-	case err := <-exited:
-		assert.NoError(t, err, "exit 0: %s", stderr.String())
-	case <-time.After(5 * time.Second):
-		t.Fatalf("serve did not exit after SIGTERM: %s", stderr.String())
-	}
+	awaitExit(t, wait, stderr)
 }
