@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/health-check-proxy/health-check-proxy/internal/httpsyntax"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
@@ -250,11 +251,11 @@ func (set StatusSet) String() string {
 func ParseHeader(line string) (name, value string, err error) {
 	name, value, ok := strings.Cut(line, ":")
 	name = strings.TrimSpace(name)
-	if !ok || name == "" || strings.ContainsFunc(name, func(r rune) bool { return !isTokenChar(r) }) {
+	if !ok || !httpsyntax.IsToken(name) {
 		return "", "", usageErrorf("bad -header %q: want 'Name: value'", line)
 	}
 	value = strings.TrimSpace(value)
-	if strings.ContainsFunc(value, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
+	if !httpsyntax.IsFieldValue(value) {
 		return "", "", usageErrorf("bad -header %q: control characters in value", line)
 	}
 	name = textproto.CanonicalMIMEHeaderKey(name)
@@ -273,12 +274,6 @@ func ParseHeader(line string) (name, value string, err error) {
 var framingHeaders = map[string]bool{
 	"Connection": true, "Content-Length": true, "Keep-Alive": true, "Proxy-Connection": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// isTokenChar reports whether r may be in a header name: an RFC 9110 tchar.
-func isTokenChar(r rune) bool {
-	return r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
-		strings.ContainsRune("!#$%&'*+-.^_`|~", r))
 }
 
 // isHostChar reports whether r may be in a Host header: a host name, an IP literal and a port.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/httpsyntax"
 )
 
 // The server speaks the part of HTTP/1.1 that probes use: a request line and header fields, never a
@@ -128,7 +130,7 @@ func readRequest(r *bufio.Reader, limit int) (*request, error) {
 func parseRequestLine(line []byte) (req *request, http10 bool, err error) {
 	method, rest, ok1 := bytes.Cut(line, []byte(" "))
 	target, version, ok2 := bytes.Cut(rest, []byte(" "))
-	if !ok1 || !ok2 || len(method) == 0 || !isToken(method) {
+	if !ok1 || !ok2 || !httpsyntax.IsToken(method) {
 		return nil, false, badRequest("malformed request line")
 	}
 	switch string(version) {
@@ -158,26 +160,14 @@ func parseRequestLine(line []byte) (req *request, http10 bool, err error) {
 // space) is refused, as RFC 9112 allows, and so is white space before the colon.
 func parseHeaderLine(line []byte) (name, value []byte, err error) {
 	name, value, ok := bytes.Cut(line, []byte(":"))
-	if !ok || len(name) == 0 || !isToken(name) {
+	if !ok || !httpsyntax.IsToken(name) {
 		return nil, nil, badRequest("malformed header line")
 	}
 	value = bytes.Trim(value, " \t")
-	for _, c := range value {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return nil, nil, badRequest("control character in a header value")
-		}
+	if !httpsyntax.IsFieldValue(value) {
+		return nil, nil, badRequest("control character in a header value")
 	}
 	return name, value, nil
-}
-
-// isToken reports whether s is an RFC 9110 token: a method or a header name.
-func isToken(s []byte) bool {
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // response is one answer; the server writes it whole, in one write.
