@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -127,11 +126,7 @@ func (w *svidWatcher) watch(ctx context.Context) (gotOne bool) {
 // stream is one FetchX509SVID call: it hands every good SVID of the stream to got, and returns why
 // the stream is over, in the words of the exec path's fetch ("the Workload API at ADDR: ...").
 func (w *svidWatcher) stream(ctx context.Context, got func(*clientSVID)) error {
-	path, err := workloadAPISocket(w.addr)
-	if err != nil {
-		return err
-	}
-	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+	conn, err := dialWorkloadAPI(ctx, w.addr)
 	if err != nil {
 		return fmt.Errorf("the Workload API at %s: %w", w.addr, err)
 	}

@@ -167,11 +167,7 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 // fetchX509SVID calls FetchX509SVID on the agent's socket, reads the stream's first message and
 // cancels the stream.
 func fetchX509SVID(ctx context.Context, addr, userAgent string) (*workloadapi.X509SVIDResponse, error) {
-	path, err := workloadAPISocket(addr)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+	conn, err := dialWorkloadAPI(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +183,15 @@ func fetchX509SVID(ctx context.Context, addr, userAgent string) (*workloadapi.X5
 		_ = client.Cancel() // the stream goes on with every rotation; we have what we came for
 	}
 	return decodeWorkloadAPIAnswer(resp)
+}
+
+// dialWorkloadAPI connects to the agent's socket at the Workload API address addr.
+func dialWorkloadAPI(ctx context.Context, addr string) (net.Conn, error) {
+	path, err := workloadAPISocket(addr)
+	if err != nil {
+		return nil, err
+	}
+	return (&net.Dialer{}).DialContext(ctx, "unix", path)
 }
 
 // maxStreamBody is the most of the stream's body we hold at a time: one message, prefix included.
