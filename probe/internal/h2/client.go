@@ -299,6 +299,8 @@ func (c *Client) ReadResponseUntil(maxBody int, enough func(body []byte) bool) (
 // caller is done with, and reads until enough(resp.Body) holds again (at once when what is left holds
 // it), or the stream ends (resp.EndStream, with the trailers), or the body grows over maxBody
 // (resp.Truncated), with the errors of ReadResponse. maxBody bounds what resp.Body holds at a time.
+// The next body is new memory: what the caller decoded from the last one without a copy (an
+// X.509 certificate refers to the bytes it was parsed from) stays as it was.
 //
 // A stream that stays open carries more than any window: ReadMore gives the stream's flow-control
 // window back to the server as it reads (the connection's goes back as at every read), and answers
@@ -309,7 +311,7 @@ func (c *Client) ReadMore(resp *Response, consumed, maxBody int, enough func(bod
 	if resp.Header == nil || resp.EndStream || resp.Truncated || consumed < 0 || consumed > len(resp.Body) {
 		return errors.New("h2: ReadMore needs an open stream whose body holds what was consumed")
 	}
-	resp.Body = append(resp.Body[:0], resp.Body[consumed:]...)
+	resp.Body = bytes.Clone(resp.Body[consumed:])
 	c.giveBackStreamWindow(1) // what the caller consumed, and what came with it
 	switch {
 	case enough(resp.Body):

@@ -156,13 +156,17 @@ func TestReadMoreStopsAtEachMessage(t *testing.T) {
 	assert.NotContains(t, string(client.pending), string(streamUpdate), "nothing goes back before the caller moves on")
 	written := conn.written
 
+	first := resp.Body[:3] // a caller keeps what it decoded from a message, as the Workload API's does
 	require.NoError(t, client.ReadMore(resp, 3, 100, enough))
 	assert.Equal(t, "bbbc", string(resp.Body), "the next message was already read")
 	assert.Equal(t, written, conn.written, "no read, so nothing written yet")
 	assert.True(t, bytes.HasSuffix(client.pending, streamUpdate), "the window of what was read goes back at the next read")
 
+	second := resp.Body[:3]
 	require.NoError(t, client.ReadMore(resp, 3, 100, enough))
 	assert.Equal(t, "ccc", string(resp.Body), "the padding is no part of the body")
+	assert.Equal(t, "aaa", string(first), "the messages handed out are not written over")
+	assert.Equal(t, "bbb", string(second), "the messages handed out are not written over")
 	require.NoError(t, client.ReadMore(resp, 3, 100, enough))
 	assert.True(t, resp.EndStream)
 	assert.Empty(t, resp.Body)
