@@ -111,7 +111,8 @@ func readModules(root string) (map[string]*bazelModule, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && skippedDir(d.Name()) {
+		// the checkout itself may have any name, bazel-something included
+		if d.IsDir() && path != root && skippedDir(d.Name()) {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() && d.Name() == "MODULE.bazel" {
@@ -221,7 +222,7 @@ func readModule(dir string) (*bazelModule, error) {
 		if rel == "." {
 			rel = ""
 		}
-		if skippedDir(d.Name()) || ignored[rel] {
+		if rel != "" && skippedDir(d.Name()) || ignored[rel] {
 			return filepath.SkipDir
 		}
 		if rel != "" && fileExists(filepath.Join(path, "MODULE.bazel")) {
