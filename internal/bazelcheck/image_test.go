@@ -3,6 +3,7 @@ package bazelcheck
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -263,4 +264,67 @@ func docstrings(f *build.File) map[*build.StringExpr]bool {
 		}
 	}
 	return docs
+}
+
+// TestLoadTargetsRunOnTheHost: rules_oci 2.3.0's oci_load runs its target platform's bsdtar
+// (oci/private/load.bzl), so an oci_load of a Linux image cannot run on a macOS host. Every load
+// target, ours and the downstream example's, is a linux_load (images/defs.bzl), which moves only
+// the image to Linux; no BUILD file calls oci_load itself.
+func TestLoadTargetsRunOnTheHost(t *testing.T) {
+	mods := loadModules(t)
+	defs := map[string]string{rootModuleName: ":defs.bzl", "downstream_example": "@health_check_proxy//images:defs.bzl"}
+	for name, pkg := range map[string]string{rootModuleName: "images", "downstream_example": ""} {
+		m := mods[name]
+		require.NotNil(t, m, name)
+		p, ok := m.packages[pkg]
+		require.True(t, ok, "%s: package %q", name, pkg)
+		loads := 0
+		for _, call := range ruleCalls(p.file) {
+			assert.NotEqual(t, "oci_load", calleeName(call), "%s: %s", p.file.Path, stringArg(call, "name"))
+			if calleeName(call) == "linux_load" {
+				loads++
+			}
+		}
+		assert.Equal(t, 1, loads, "%s: one linux_load", p.file.Path)
+		assert.Equal(t, defs[name], loadedFrom(p.file, "linux_load"), p.file.Path)
+	}
+}
+
+// TestDownstreamExampleIsWhatUsersCopy: the example's own layer is Linux-only like ours (a darwin
+// /app must never land in a Linux image), and it shows a release stamped with the application's
+// own STABLE_VERSION: .bazelrc's --config=release runs status.sh, which prints that key, and only
+// the application's x_defs reads it (the replay holds our layer to the root's under that config).
+func TestDownstreamExampleIsWhatUsersCopy(t *testing.T) {
+	m := loadModules(t)["downstream_example"]
+	require.NotNil(t, m)
+	p := m.packages[""]
+	require.NotNil(t, p)
+	tars := 0
+	for _, call := range ruleCalls(p.file) {
+		switch calleeName(call) {
+		case "tar":
+			tars++
+			tcw, ok := kwarg(call, "target_compatible_with").(*build.CallExpr)
+			if assert.True(t, ok, "%s: target_compatible_with = linux_compatible()", stringArg(call, "name")) {
+				assert.Equal(t, "linux_compatible", calleeName(tcw))
+			}
+		case "go_binary":
+			xdefs, ok := kwarg(call, "x_defs").(*build.DictExpr)
+			require.True(t, ok, "the application's x_defs")
+			require.Len(t, xdefs.List, 1)
+			assert.Equal(t, "{STABLE_VERSION}", literal(xdefs.List[0].Value))
+		}
+	}
+	assert.Equal(t, 1, tars)
+
+	rc, err := os.ReadFile(filepath.Join(m.dir, ".bazelrc"))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^build:release --stamp$`, string(rc))
+	assert.Regexp(t, `(?m)^build:release --workspace_status_command=status.sh$`, string(rc))
+	// Bazel runs the status command from the workspace root and reads "KEY value" lines.
+	status := exec.Command("bash", "status.sh")
+	status.Dir = m.dir
+	out, err := status.Output()
+	require.NoError(t, err, "status.sh")
+	assert.Regexp(t, `^STABLE_VERSION \S+\n$`, string(out))
 }
