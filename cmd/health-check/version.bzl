@@ -10,8 +10,11 @@ uses it. docs/bazel.md says what each kind of build reports.
 """
 
 # The version MODULE.bazel holds between releases. A build of this repository at a commit (the
-# root, or a downstream's local_path_override / git_override / archive_override, where Bazel
-# reads our MODULE.bazel as it is in the tree) reports "dev", as `go build` without -ldflags does.
+# root, or a downstream's local_path_override / git_override / archive_override) reports "dev", as
+# `go build` without -ldflags does. Under such an override Bazel keys the module without a version
+# (name@_), but module_version() is still the one our MODULE.bazel declares (Bazel's
+# RepositoryMappingFunction hands packages Module.getVersion(), read from module()); either way,
+# "0.0.0" or empty, the probe says "dev".
 UNRELEASED_VERSION = "0.0.0"
 
 def probe_x_defs(version):
