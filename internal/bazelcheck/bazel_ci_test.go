@@ -115,15 +115,16 @@ func TestBazelWorkflowLoadsWhatTheBuildFilesTag(t *testing.T) {
 	}
 }
 
-// ociLoadTags is the repo_tags list of the oci_load called name in a BUILD file.
+// ociLoadTags is the repo_tags list of the load target called name in a BUILD file: an oci_load,
+// or the linux_load macro (images/defs.bzl) that wraps one to load on any host.
 func ociLoadTags(t *testing.T, f *build.File, name string) []string {
 	t.Helper()
 	for _, call := range ruleCalls(f) {
-		if calleeName(call) == "oci_load" && stringArg(call, "name") == name {
+		if callee := calleeName(call); (callee == "oci_load" || callee == "linux_load") && stringArg(call, "name") == name {
 			return stringList(kwarg(call, "repo_tags"))
 		}
 	}
-	require.Fail(t, fmt.Sprintf("%s: no oci_load(name = %q)", f.Path, name))
+	require.Fail(t, fmt.Sprintf("%s: no oci_load or linux_load(name = %q)", f.Path, name))
 	return nil
 }
 
