@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -67,6 +68,18 @@ func newFlagSet() *flagSet {
 	f.checkFlags.register(f.FlagSet)
 	f.BoolVar(&f.verbose, "v", false, "print each phase with its timing, the TLS session and the answer")
 	f.BoolVar(&f.printVersion, "version", false, "print the version and exit")
+	return f
+}
+
+// clone is a deep copy of f. Each check of serve starts from a copy of the shared flags and appends
+// its own -check-header and -check-spiffe-id values: a slice copied by value shares its spare
+// capacity, and one check's append would overwrite what another check appended there, so that check a
+// would verify its server against check b's SPIFFE ID. Every slice and map is copied; a test walks
+// every field, so that a field added later cannot be shared by mistake.
+func (f checkFlags) clone() checkFlags {
+	f.headers = slices.Clone(f.headers)
+	f.spiffeIDs = slices.Clone(f.spiffeIDs)
+	f.tls.SPIFFEIDs = slices.Clone(f.tls.SPIFFEIDs)
 	return f
 }
 

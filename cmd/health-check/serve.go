@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -203,8 +202,7 @@ func (f *serveFlags) checkConfig(name, rawURL string) (probe.Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	own.register(fs)
-	own = f.shared // the registered flags point into own: they now set the check's copy
-	own.headers = slices.Clone(f.shared.headers)
+	own = f.shared.clone() // the registered flags point into own: they now set the check's copy
 	for _, o := range f.overrides {
 		if o.check != name {
 			continue

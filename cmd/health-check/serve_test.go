@@ -321,3 +321,34 @@ func TestServeProcessWorkloadAPI(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	awaitExit(t, wait, stderr)
 }
+
+// TestServeProcessPerCheckSPIFFEIDs: each check verifies its server by its own -check-spiffe-id on
+// top of the shared ones, and never by another check's: with three shared IDs, the slice had room
+// for one more, and check b's append overwrote check a's.
+func TestServeProcessPerCheckSPIFFEIDs(t *testing.T) {
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	servers := map[string]string{}
+	for _, name := range []string{"a", "b"} {
+		svid, err := pki.CA.SVID([]string{"spiffe://example.org/app-" + name}, time.Hour)
+		require.NoError(t, err)
+		app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		app.TLS = pki.MTLSConfig(svid)
+		app.StartTLS()
+		t.Cleanup(app.Close)
+		servers[name] = app.URL
+	}
+	cmd, addr, stderr, wait := startServeProcess(t, "-cacert", pki.CAFile, "-cert", pki.ClientCert, "-key", pki.ClientKey,
+		"-spiffe-id", "spiffe://example.org/x1", "-spiffe-id", "spiffe://example.org/x2", "-spiffe-id", "spiffe://example.org/x3",
+		"-check", "a="+servers["a"], "-check", "b="+servers["b"],
+		"-check-spiffe-id", "a=spiffe://example.org/app-a", "-check-spiffe-id", "b=spiffe://example.org/app-b")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for _, name := range []string{"a", "b"} {
+		resp, err := kubelet.Get("http://" + addr + "/" + name)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, "check %s: %s", name, body)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	awaitExit(t, wait, stderr)
+}
