@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -140,7 +141,8 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesReplaced(set), getenv); err != nil {
+	onCommandLine := maps.Clone(set)
+	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesIgnored(set), getenv); err != nil {
 		return nil, err
 	}
 	// SPIFFE_ENDPOINT_SOCKET is the Workload API's standard variable, set for every process of a
@@ -153,7 +155,7 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if opts.printVersion {
 		return opts, nil
 	}
-	target, err := f.target(set)
+	target, err := f.target(set, onCommandLine)
 	if err != nil {
 		return nil, err
 	}
@@ -240,28 +242,30 @@ func parseHeaders(lines []string) (host string, header map[string][]string, err 
 // legacyFlags build the target when no URL is given, as in the original tool.
 var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
 
-// targetVariablesReplaced are the target-building variables that the command line's own target makes
-// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict,
-// nor quietly into a target that is half the block's: a target on the command line (the argument,
-// -url, or any of the original tool's flags) replaces them all, as DESIGN.md's contract says. A
-// probe that names only -path on its command line therefore gets localhost's default port, not a
-// HEALTH_CHECK_STATUS_PORT from the block: its command line says the whole target.
-func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
-	onCommandLine := f.NArg() > 0 || set["url"]
+// targetVariablesIgnored are the target variables that the command line's own form of the target makes
+// the probe ignore (docs/behaviour.md): a URL on the command line (the argument or -url) ignores them
+// all; the original tool's flags on the command line ignore HEALTH_CHECK_URL and take each part they
+// leave out from its own variable, so that a shared env: block can hold HEALTH_CHECK_STATUS_PORT while
+// each probe gives its own -path, as the original tool's users write them.
+func (f *flagSet) targetVariablesIgnored(set map[string]bool) map[string]bool {
+	if f.NArg() > 0 || set["url"] {
+		ignored := map[string]bool{"url": true}
+		for _, name := range legacyFlags {
+			ignored[name] = true
+		}
+		return ignored
+	}
 	for _, name := range legacyFlags {
-		onCommandLine = onCommandLine || set[name]
+		if set[name] {
+			return map[string]bool{"url": true}
+		}
 	}
-	if !onCommandLine {
-		return nil
-	}
-	replaced := map[string]bool{"url": true}
-	for _, name := range legacyFlags {
-		replaced[name] = true
-	}
-	return replaced
+	return nil
 }
 
-func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
+// target is the URL to check: the URL, or the one the original tool's flags build. set holds the
+// flags given on the command line or by a variable, onCommandLine those of the command line only.
+func (f *flagSet) target(set, onCommandLine map[string]bool) (*url.URL, error) {
 	rawURL := f.url
 	switch f.NArg() {
 	case 0:
@@ -277,8 +281,11 @@ func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
 		return probe.LegacyTarget(f.scheme, f.host, f.statusPort, f.path)
 	}
 	for _, name := range legacyFlags {
-		if set[name] {
+		switch {
+		case onCommandLine[name]:
 			return nil, fmt.Errorf("-%s builds a URL: give either it or a URL, not both", name)
+		case set[name]: // neither form on the command line, and both in the environment
+			return nil, fmt.Errorf("%s builds a URL and %s is one: set either, not both", envName(name), envName("url"))
 		}
 	}
 	return probe.ParseTarget(rawURL)

@@ -95,7 +95,11 @@ func TestExitCodes(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
 	t.Cleanup(plain.Close)
 	_, plainPort, _ := net.SplitHostPort(strings.TrimPrefix(plain.URL, "http://"))
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,6 +121,13 @@ func TestExitCodes(t *testing.T) {
 			"HEALTH_CHECK_CERT=" + certFile, "HEALTH_CHECK_KEY=" + keyFile}, wantCode: 0},
 		{name: "healthy: the command line's URL replaces HEALTH_CHECK_URL", env: []string{"HEALTH_CHECK_URL=http://127.0.0.1:1/"},
 			args: []string{plain.URL + "/healthz"}, wantCode: 0},
+		{name: "healthy: -path on the command line, the port from a shared env: block", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=http://127.0.0.1:1/"}, args: []string{"-path=healthz"}, wantCode: 0},
+		{name: "unhealthy: another -path with the same env: block", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=http://127.0.0.1:1/"}, args: []string{"-path=ready", "-retry=0"}, wantCode: 1,
+			wantStderr: "unhealthy: GET http://localhost:" + plainPort + "/ready: 503 Service Unavailable"},
+		{name: "usage: both forms of the target in the environment", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=" + plain.URL}, wantCode: 64, wantStderr: "usage: HEALTH_CHECK_STATUS_PORT builds a URL and HEALTH_CHECK_URL is one: set either, not both"},
 		{name: "unhealthy", args: append(mTLS, srv.URL+"/down"), wantCode: 1,
 			wantStderr: "unhealthy: GET " + srv.URL + "/down: 503 Service Unavailable (want 200-399) after 2 attempts"},
 		{name: "unreachable: refused", args: []string{"-retry", "0", "https://127.0.0.1:1/healthz"}, wantCode: 3,
