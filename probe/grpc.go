@@ -136,7 +136,7 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		{Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"},
 	}
-	if c.UserAgent != "" && len(c.Header["User-Agent"]) == 0 {
+	if _, replaced := c.Header["User-Agent"]; !replaced && c.UserAgent != "" { // an empty -header removes it
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: c.UserAgent})
 	}
 	if len(c.Header) > 0 {

@@ -87,7 +87,11 @@ func (f checkFlags) clone() checkFlags {
 // register declares the check's flags on fs.
 func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
-	fs.Var(&f.headers, "header", "HTTP request header or gRPC metadata `'Name: value'` (repeatable; 'Host: name' sets the Host;\ngRPC -bin values in base64)")
+	fs.Var(&f.headers, "header", "HTTP request header or gRPC metadata `'Name: value'` (repeatable; 'Host: name' sets the Host).\n"+
+		"An empty value removes a header the probe sends by default: User-Agent, Accept: */* (HTTP).\n"+
+		"HTTP drops Connection, Keep-Alive, Proxy-Connection, TE and Upgrade (the connection is the probe's own;\n"+
+		"-v says so) and refuses Content-Length, Transfer-Encoding and Trailer (a GET or HEAD has no body).\n"+
+		"gRPC refuses those eight (HTTP/2 forbids them), content-type and grpc-*; -bin values in base64.")
 	fs.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
 	fs.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
 	fs.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")

@@ -256,6 +256,81 @@ func TestIdentities(t *testing.T) {
 	}
 }
 
+// TestHeadersAsTheKubeletSendsThem: an httpGet probe's httpHeaders work as -header one to one (the
+// connection's own are dropped, and -v says so; those that frame a body are refused); the default
+// request carries Accept: */*, as the kubelet's, so that a server that negotiates content types
+// answers it; and an empty value removes a default header, as the kubelet and curl do.
+func TestHeadersAsTheKubeletSendsThem(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var wrong []string // what the server should not have seen
+		switch r.URL.Path {
+		case "/negotiate": // a framework that answers only what the client accepts
+			if !strings.Contains(r.Header.Get("Accept"), "*/*") {
+				w.WriteHeader(http.StatusNotAcceptable)
+				return
+			}
+		case "/hop-by-hop":
+			for _, name := range []string{"Keep-Alive", "Te", "Upgrade", "Proxy-Connection"} {
+				if _, ok := r.Header[name]; ok {
+					wrong = append(wrong, name)
+				}
+			}
+			if got := r.Header.Values("Connection"); len(got) != 1 || got[0] != "close" {
+				wrong = append(wrong, fmt.Sprintf("Connection %q", got))
+			}
+			if r.Header.Get("X-Custom") != "1" {
+				wrong = append(wrong, "no X-Custom")
+			}
+		case "/no-user-agent":
+			if _, ok := r.Header["User-Agent"]; ok {
+				wrong = append(wrong, fmt.Sprintf("User-Agent %q", r.Header.Values("User-Agent")))
+			}
+		}
+		if len(wrong) > 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, strings.Join(wrong, ", "))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	kubeletHeaders := []string{"-header", "Connection: Keep-Alive", "-header", "Keep-Alive: timeout=5", "-header", "TE: trailers",
+		"-header", "Upgrade: h2c", "-header", "Proxy-Connection: keep-alive", "-header", "X-Custom: 1"}
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string // substrings; empty means silent
+	}{
+		{name: "Accept: */* by default", args: []string{"-retry=0", srv.URL + "/negotiate"}},
+		{name: "an httpGet probe's httpHeaders, one to one", args: append(kubeletHeaders, "-retry=0", srv.URL+"/hop-by-hop")},
+		{name: "-v says which headers are dropped", args: append(kubeletHeaders, "-v", "-retry=0", srv.URL+"/hop-by-hop"),
+			wantStderr: []string{"-header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+				"-header Upgrade is not sent", "-header Te is not sent", "healthy: GET " + srv.URL + "/hop-by-hop: 200 OK"}},
+		{name: "an empty User-Agent removes ours", args: []string{"-header", "User-Agent:", "-retry=0", srv.URL + "/no-user-agent"}},
+		{name: "an empty Accept removes ours", args: []string{"-header", "Accept:", "-retry=0", srv.URL + "/negotiate"}, wantCode: 1,
+			wantStderr: []string{"406 Not Acceptable"}},
+		{name: "usage: Content-Length frames a body", args: []string{"-header", "Content-Length: 0", srv.URL}, wantCode: 64,
+			wantStderr: []string{`usage: bad -header "Content-Length: 0": Content-Length would frame a body that the probe's GET or HEAD does not have`}},
+		{name: "usage: Transfer-Encoding", args: []string{"-header", "Transfer-Encoding: chunked", srv.URL}, wantCode: 64,
+			wantStderr: []string{"Transfer-Encoding would frame a body"}},
+		{name: "usage: Trailer", args: []string{"-header", "Trailer: X-Sum", srv.URL}, wantCode: 64, wantStderr: []string{"Trailer would frame a body"}},
+		{name: "usage: a connection header on gRPC", args: []string{"-header", "Connection: Keep-Alive", "grpc://127.0.0.1:1"}, wantCode: 64,
+			wantStderr: []string{"connection is about the connection, which HTTP/2 forbids in a request"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			result := runProbe(t, nil, tt.args...)
+			assert.Equal(t, tt.wantCode, result.code, result.stderr)
+			if len(tt.wantStderr) == 0 {
+				assert.Empty(t, result.stderr)
+			}
+			for _, want := range tt.wantStderr {
+				assert.Contains(t, result.stderr, want)
+			}
+		})
+	}
+}
+
 // TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
 // golang.org/x/net besides the standard library.
 func TestStaticBinary(t *testing.T) {

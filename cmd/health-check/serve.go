@@ -129,6 +129,8 @@ func isPerCheckFlag(name string) bool { return strings.HasPrefix(name, checkFlag
 type serveOptions struct {
 	listen string
 	server serve.Options
+	// notes are start-up lines for stderr: the -header values that a check drops.
+	notes []string
 }
 
 // parseServeOptions reads serve's command line, then the environment, and builds every check's
@@ -183,6 +185,9 @@ func parseServeOptions(args []string, getenv func(string) string) (*serveOptions
 			return nil, fmt.Errorf("check %s: %w", name, err)
 		}
 		config.UserAgent = "health-check/" + version
+		for _, header := range config.HopByHopHeaders() {
+			opts.notes = append(opts.notes, fmt.Sprintf("check %s: -header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name, header))
+		}
 		opts.server.Checks = append(opts.server.Checks, serve.Check{Name: name, Timeout: config.Timeout, Checker: probe.NewSession(config)})
 	}
 	if _, err := serve.New(opts.server); err != nil { // the checks' names against the server's own paths
@@ -252,6 +257,9 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 		names[i] = "/" + c.Name
 	}
 	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", version, listener.Addr(), strings.Join(names, ", "))
+	for _, note := range opts.notes {
+		fmt.Fprintln(stderr, "health-check serve: "+note)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()

@@ -84,6 +84,15 @@ func TestParseServeOptions(t *testing.T) {
 				assert.False(t, c["live"].TLS.Insecure)
 				assert.Empty(t, c["other"].GRPCService)
 			}},
+		{name: "the connection's headers are dropped, and said so at start-up", args: []string{"-header", "Connection: Keep-Alive",
+			"-check", "a=http://x/", "-check", "b=http://x/", "-check-header", "b=Upgrade: h2c"},
+			check: func(t *testing.T, o *serveOptions, c map[string]probe.Config) {
+				assert.Equal(t, []string{
+					"check a: -header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+					"check b: -header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+					"check b: -header Upgrade is not sent: the connection is the probe's own (a hop-by-hop header)",
+				}, o.notes)
+			}},
 		{name: "-check-header adds to -header", args: []string{"-header", "A: 1", "-check", "a=http://x/", "-check", "b=http://x/", "-check-header", "a=B: 2"},
 			check: func(t *testing.T, o *serveOptions, c map[string]probe.Config) {
 				assert.Equal(t, map[string][]string{"A": {"1"}, "B": {"2"}}, c["a"].Header)
@@ -129,6 +138,8 @@ func TestParseServeOptions(t *testing.T) {
 		{name: "bad listen", args: []string{"-listen", "8086", "-check", "a=http://x/"}, wantErr: `bad -listen "8086": want host:port or :port`},
 		{name: "metrics is taken", args: []string{"-metrics", "-check", "metrics=http://x/"}, wantErr: "/metrics serves the metrics"},
 		{name: "bad variable", args: []string{"-check", "a=http://x/"}, env: map[string]string{"HEALTH_CHECK_TIMEOUT": "forever"}, wantErr: "HEALTH_CHECK_TIMEOUT"},
+		{name: "a header that frames a body", args: []string{"-check", "a=http://x/", "-check-header", "a=Content-Length: 0"},
+			wantErr: `check a: bad -header "Content-Length: 0": Content-Length would frame a body`},
 		{name: "help", args: []string{"-h"}, wantErr: errHelp.Error()},
 	}
 	for _, tt := range tests {
