@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"debug/buildinfo"
 	"debug/elf"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
@@ -377,4 +379,64 @@ func TestNoHeavyPackages(t *testing.T) {
 		assert.False(t, strings.HasPrefix(dep, "github.com/spiffe/go-spiffe/"), "the Workload API is spoken by hand: %s", dep)
 	}
 	assert.Contains(t, deps, "golang.org/x/net/http2/hpack")
+}
+
+// TestGRPCDeadlineIsATimeout: against a grpc-go server slower than -timeout, every run says that
+// -timeout ran out and exits 3. The probe sends its remaining time as grpc-timeout, and grpc-go resets
+// the call when that time is up: a reset read at that moment once said "unhealthy: the server reset the
+// call: CANCEL" (exit 1) in some runs. 50 runs at once, at 300 ms and at 2 s: at once, so that the
+// test takes the time of one run, and so that a loaded machine widens the race it checks.
+func TestGRPCDeadlineIsATimeout(t *testing.T) {
+	slow := grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		select {
+		case <-ctx.Done(): // grpc-go's own deadline, from the probe's grpc-timeout: it resets the call
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return handler(ctx, req)
+		}
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	server := testutil.StartGRPC(t, lis, testutil.GRPCOptions{Options: []grpc.ServerOption{slow}})
+	probeBinary(t) // built once, before the runs start
+
+	for _, timeout := range []string{"300ms", "2s"} {
+		t.Run(timeout, func(t *testing.T) {
+			const runs = 50
+			results := make([]processResult, runs)
+			var wg sync.WaitGroup
+			for i := range runs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = runProbeAsync(probeBinary(t), "-timeout", timeout, "-retry", "0", "grpc://"+server.Addr)
+				}()
+			}
+			wg.Wait()
+			for i, result := range results {
+				assert.Equal(t, 3, result.code, "run %d: %s", i, result.stderr)
+				assert.Contains(t, result.stderr, "no answer within -timeout "+timeout, "run %d", i)
+			}
+		})
+	}
+}
+
+// runProbeAsync runs the binary without the test's environment, and may run off the test's goroutine:
+// it reports a failure to start as exit code -1 in its result, never through require.
+func runProbeAsync(binary string, args ...string) processResult {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	result := processResult{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		result.code = exitErr.ExitCode()
+	case err != nil:
+		result.code, result.stderr = -1, err.Error()
+	}
+	return result
 }
