@@ -39,7 +39,8 @@ GET or HEAD /NAME answers 200 when check NAME is healthy, 503 with the one line 
 it is not (or does not answer within its -timeout); /-/alive is 200 while serve runs. The check
 flags below are shared by all checks, and must fit each; -check-FLAG NAME=VALUE sets FLAG for check
 NAME only: -check-service ready=my.v1.API, -check-expect-status live=200-204, -check-timeout
-ready=2s (-check-header adds to -header; a bool flag takes NAME, or NAME=false).
+ready=2s (-check-header adds to -header, -check-spiffe-id to -spiffe-id; a bool flag takes NAME, or
+NAME=false).
 SIGTERM or SIGINT: stop listening, finish the answers in flight, exit 0.
 
 Flags (the environment variable in brackets sets what the command line leaves unset):

@@ -363,3 +363,26 @@ func TestServeProcessPerCheckSPIFFEIDs(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	awaitExit(t, wait, stderr)
 }
+
+// TestServeProcessDropsConnectionHeaders: serve takes an httpGet probe's httpHeaders as -header, as the
+// probe does: it starts, says which headers it drops, and its check sends none of them.
+func TestServeProcessDropsConnectionHeaders(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Keep-Alive"]; ok || r.Header.Get("X-Custom") != "1" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(app.Close)
+	cmd, addr, stderr, wait := startServeProcess(t, "-header", "Connection: Keep-Alive", "-header", "X-Custom: 1",
+		"-check", "a="+app.URL, "-check-header", "a=Keep-Alive: timeout=5")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := kubelet.Get("http://" + addr + "/a")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, string(body))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	awaitExit(t, wait, stderr)
+	assert.Contains(t, stderr.String(), "health-check serve: check a: -header Connection is not sent: the connection is the probe's own")
+	assert.Contains(t, stderr.String(), "health-check serve: check a: -header Keep-Alive is not sent")
+}
