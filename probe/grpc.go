@@ -75,7 +75,7 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	if err != nil {
 		var reset *h2.ResetError
 		if errors.As(err, &reset) && pastDeadline(ctx) {
-			return unreachable(context.DeadlineExceeded) // our -timeout ran out: the server only saw it too
+			return unreachable(context.DeadlineExceeded) // -timeout ran out; the server's reset only echoes it
 		}
 		if errors.As(err, &reset) {
 			// The server took the call and refused it (REFUSED_STREAM) or gave up on it

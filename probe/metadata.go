@@ -69,8 +69,8 @@ func appendMetadata(fields []hpack.HeaderField, header map[string][]string) []hp
 			continue
 		}
 		for _, value := range header[name] {
-			if value == "" && defaultHeaders[name] {
-				continue // -header 'User-Agent:' removes ours
+			if value == "" && name == "User-Agent" {
+				continue // -header 'User-Agent:' removes ours, the one default a call has
 			}
 			if strings.HasSuffix(key, binSuffix) {
 				raw, _ := decodeBinaryMetadata(value)
