@@ -146,7 +146,9 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	onCommandLine := maps.Clone(set)
-	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesIgnored(set), getenv); err != nil {
+	ignored := f.targetVariablesIgnored(set)
+	urlIgnored := ignored["url"] && !set["url"] && f.NArg() == 0 && getenv(envName("url")) != ""
+	if err := setFromEnvironment(f.FlagSet, set, ignored, getenv); err != nil {
 		return nil, err
 	}
 	// SPIFFE_ENDPOINT_SOCKET is the Workload API's standard variable, set for every process of a
@@ -159,7 +161,7 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if opts.printVersion {
 		return opts, nil
 	}
-	target, err := f.target(set, onCommandLine)
+	target, err := f.target(set, onCommandLine, urlIgnored)
 	if err != nil {
 		return nil, err
 	}
@@ -268,8 +270,9 @@ func (f *flagSet) targetVariablesIgnored(set map[string]bool) map[string]bool {
 }
 
 // target is the URL to check: the URL, or the one the original tool's flags build. set holds the
-// flags given on the command line or by a variable, onCommandLine those of the command line only.
-func (f *flagSet) target(set, onCommandLine map[string]bool) (*url.URL, error) {
+// flags given on the command line or by a variable, onCommandLine those of the command line only;
+// urlIgnored says that the original flags there made the probe ignore a HEALTH_CHECK_URL.
+func (f *flagSet) target(set, onCommandLine map[string]bool, urlIgnored bool) (*url.URL, error) {
 	rawURL := f.url
 	switch f.NArg() {
 	case 0:
@@ -280,6 +283,12 @@ func (f *flagSet) target(set, onCommandLine map[string]bool) (*url.URL, error) {
 		rawURL = f.Arg(0)
 	default:
 		return nil, fmt.Errorf("one target URL at most, got %d arguments", f.NArg())
+	}
+	if rawURL == "" && f.statusPort == "" && urlIgnored {
+		// Said in full: a probe that worked with the variable alone stops working when -path is added.
+		given := legacyFlags[slices.IndexFunc(legacyFlags, func(name string) bool { return onCommandLine[name] })]
+		return nil, fmt.Errorf("no port: -%s on the command line builds the target and ignores %s; give -statusPort or %s",
+			given, envName("url"), envName("statusPort"))
 	}
 	if rawURL == "" {
 		return probe.LegacyTarget(f.scheme, f.host, f.statusPort, f.path)

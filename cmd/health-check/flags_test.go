@@ -85,6 +85,9 @@ func TestParseOptions(t *testing.T) {
 			}},
 		{name: "-path on the command line without a port anywhere", args: []string{"-path", "/livez"},
 			wantErr: "no target: give a URL, or -statusPort"},
+		{name: "-path on the command line, HEALTH_CHECK_URL and no port", args: []string{"-host", "app", "-path", "/livez"},
+			env:     map[string]string{"HEALTH_CHECK_URL": "http://app:8080/"},
+			wantErr: "no port: -host on the command line builds the target and ignores HEALTH_CHECK_URL; give -statusPort or HEALTH_CHECK_STATUS_PORT"},
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {
