@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/textproto"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +261,7 @@ func ParseHeader(line string) (name, value string, err error) {
 	}
 	name = textproto.CanonicalMIMEHeaderKey(name)
 	if framingHeaders[name] {
-		return "", "", usageErrorf("bad -header %q: %s frames the request, which is the probe's to write", line, name)
+		return "", "", usageErrorf("bad -header %q: %s would frame a body that the probe's GET or HEAD does not have", line, name)
 	}
 	if name == "Host" && strings.ContainsFunc(value, func(r rune) bool { return !isHostChar(r) }) {
 		return "", "", usageErrorf("bad -header %q: want 'Host: host[:port]' (IDNs as punycode)", line)
@@ -268,12 +269,40 @@ func ParseHeader(line string) (name, value string, err error) {
 	return name, value, nil
 }
 
-// framingHeaders decide how the request is framed and how long its connection lives. The probe sends a
-// GET or HEAD without a body on a connection of its own: one of these from -header could only make the
-// server wait for a body that never comes, or keep a connection we are about to close.
-var framingHeaders = map[string]bool{
-	"Connection": true, "Content-Length": true, "Keep-Alive": true, "Proxy-Connection": true,
-	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+// framingHeaders frame a request's body. The probe sends a GET or HEAD without one: a -header of these
+// could only make the server wait for a body that never comes, or read our next request as one. They
+// are refused (exit 64) for every target, since a request sent with them is corrupt.
+var framingHeaders = map[string]bool{"Content-Length": true, "Trailer": true, "Transfer-Encoding": true}
+
+// hopByHopHeaders are about the connection, not the request (RFC 9110 section 7.6.1), and the
+// connection is the probe's own: it opens it, says "Connection: close" on it (serve keeps it alive),
+// and never upgrades it. A kubelet's httpGet probe sends what its httpHeaders say, these included,
+// so that a probe moved from httpGet to exec keeps working, an HTTP check drops them, with a -v line
+// (HopByHopHeaders), instead of refusing them. On gRPC they are refused: HTTP/2 forbids them in a
+// request (RFC 9113 section 8.2.2), and no httpGet probe's headers are copied to a gRPC check.
+var hopByHopHeaders = map[string]bool{"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Upgrade": true}
+
+// defaultHeaders are the HTTP headers the probe sends unless a -header names them: a -header of that
+// name replaces the default, and an empty value removes it, as the kubelet does (curl's -H 'Name:'
+// too). A User-Agent on gRPC is the same. Any other header's empty value is sent, empty, as the
+// kubelet sends it.
+var defaultHeaders = map[string]bool{"User-Agent": true, "Accept": true}
+
+// acceptAny is the default Accept, the kubelet's and curl's: a framework that negotiates the content
+// type answers a probe without an Accept, or with one it cannot meet, with 406.
+const acceptAny = "*/*"
+
+// HopByHopHeaders are the names of c's headers that an HTTP check does not send, sorted: the
+// connection's own, which the probe writes itself (see hopByHopHeaders). A gRPC check refuses them.
+func (c *Config) HopByHopHeaders() []string {
+	var names []string
+	for name := range c.Header {
+		if hopByHopHeaders[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // isHostChar reports whether r may be in a Host header: a host name, an IP literal and a port.

@@ -156,9 +156,17 @@ func TestParseHeader(t *testing.T) {
 		{line: ": value", wantErr: "want 'Name: value'"},
 		{line: "Bad Name: v", wantErr: "want 'Name: value'"},
 		{line: "X: a\r\nInjected: b", wantErr: "control characters"},
-		{line: "Content-Length: 5", wantErr: "Content-Length frames the request"},
-		{line: "transfer-encoding: chunked", wantErr: "Transfer-Encoding frames the request"},
-		{line: "Connection: keep-alive", wantErr: "Connection frames the request"},
+		{line: "Content-Length: 5", wantErr: "Content-Length would frame a body that the probe's GET or HEAD does not have"},
+		{line: "transfer-encoding: chunked", wantErr: "Transfer-Encoding would frame a body"},
+		{line: "Trailer: X-Sum", wantErr: "Trailer would frame a body"},
+		// The connection's own headers, which an httpGet probe's httpHeaders may hold: an HTTP check
+		// drops them, a gRPC check refuses them (Validate).
+		{line: "Connection: Keep-Alive", name: "Connection", value: "Keep-Alive"},
+		{line: "keep-alive: timeout=5", name: "Keep-Alive", value: "timeout=5"},
+		{line: "TE: trailers", name: "Te", value: "trailers"},
+		{line: "Upgrade: h2c", name: "Upgrade", value: "h2c"},
+		{line: "Proxy-Connection: keep-alive", name: "Proxy-Connection", value: "keep-alive"},
+		{line: "User-Agent:", name: "User-Agent", value: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

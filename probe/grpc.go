@@ -74,6 +74,9 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	session.releaseGRPC(conn, err == nil && conn.client.Reusable(len(request)))
 	if err != nil {
 		var reset *h2.ResetError
+		if errors.As(err, &reset) && pastDeadline(ctx) {
+			return unreachable(context.DeadlineExceeded) // -timeout ran out; the server's reset only echoes it
+		}
 		if errors.As(err, &reset) {
 			// The server took the call and refused it (REFUSED_STREAM) or gave up on it
 			// (INTERNAL_ERROR, CANCEL): an answer, like a gRPC error status, so unhealthy.
@@ -86,7 +89,29 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 		grpcStatus = h2.Get(resp.Trailer, "grpc-status")
 	}
 	log("answer :status %s, grpc-status %s in %s", h2.Get(resp.Header, ":status"), cmp.Or(grpcStatus, "none"), since(start))
+	if grpcStatus == grpcDeadlineExceeded && pastDeadline(ctx) {
+		return unreachable(context.DeadlineExceeded)
+	}
 	return judgeGRPC(resp)
+}
+
+// grpcTimeoutMargin is how much longer than the run's time left the grpc-timeout sent to the server
+// is. A server acts on its deadline — grpc-go resets the call (CANCEL), others answer
+// DEADLINE_EXCEEDED — and what it says then must never arrive before the probe's own deadline, or a
+// run would say "unhealthy" (exit 1) where -timeout ran out (exit 3), by the race of two timers. The
+// server's clock starts when our request arrives, after we measured the time left, so the margin only
+// needs to cover the encoding's truncation to whole milliseconds; and a reset or DEADLINE_EXCEEDED that
+// arrives after our deadline counts as our timeout in any case (pastDeadline).
+const grpcTimeoutMargin = 10 * time.Millisecond
+
+// grpcDeadlineExceeded is the grpc-status DEADLINE_EXCEEDED.
+const grpcDeadlineExceeded = "4"
+
+// pastDeadline reports whether ctx's deadline has passed: then an answer that only says the call ran
+// out of time is the run's own -timeout running out.
+func pastDeadline(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 // dialGRPC opens the connection of a gRPC check, with its deadline: for grpcs://, a TLS connection that
@@ -136,14 +161,14 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		{Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"},
 	}
-	if c.UserAgent != "" && len(c.Header["User-Agent"]) == 0 {
+	if _, replaced := c.Header["User-Agent"]; !replaced && c.UserAgent != "" { // an empty -header removes it
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: c.UserAgent})
 	}
 	if len(c.Header) > 0 {
 		fields = appendMetadata(fields, c.Header)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline) + grpcTimeoutMargin)})
 	}
 	writeErr := client.WriteRequest(fields, request)
 	if writeErr != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,7 +98,9 @@ func TestGRPCOverH2C(t *testing.T) {
 	var sawDeadline, sawUserAgent []bool
 	recordCall := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		deadline, ok := ctx.Deadline()
-		sawDeadline = append(sawDeadline, ok && time.Until(deadline) <= grpcTestTimeout)
+		// The probe gives the server 10 ms more than its own deadline (grpcTimeoutMargin): the server's
+		// deadline must never come first.
+		sawDeadline = append(sawDeadline, ok && time.Until(deadline) <= grpcTestTimeout+10*time.Millisecond)
 		md, _ := metadata.FromIncomingContext(ctx)
 		sawUserAgent = append(sawUserAgent, len(md["user-agent"]) == 1 && strings.HasPrefix(md["user-agent"][0], "health-check/test"))
 		return handler(ctx, req)
@@ -701,4 +704,34 @@ func TestGRPCFakeHTTP2Servers(t *testing.T) {
 			assert.Equal(t, uint32(0), req.settings[http2.SettingEnablePush])
 		})
 	}
+}
+
+// TestGRPCSessionDeadlineIsATimeout: on serve's kept HTTP/2 connection too, a call that outlasts the
+// check's timeout ends as the timeout (unreachable), never as the server's reset of it, which grpc-go
+// sends when the grpc-timeout the probe gave it runs out; and the next call works on a new connection.
+func TestGRPCSessionDeadlineIsATimeout(t *testing.T) {
+	var slow atomic.Bool
+	interceptor := grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !slow.Load() {
+			return handler(ctx, req)
+		}
+		<-ctx.Done() // grpc-go's deadline, from the probe's grpc-timeout: it resets the call
+		return nil, ctx.Err()
+	})
+	server := testutil.StartGRPC(t, listen(t), testutil.GRPCOptions{Options: []grpc.ServerOption{interceptor}})
+	c := grpcConfig(t, "grpc://"+server.Addr)
+	c.Timeout = 100 * time.Millisecond
+	session := probe.NewSession(*c)
+	defer session.Close()
+	for i := range 10 {
+		slow.Store(false)
+		report := session.Check(context.Background())
+		require.Equal(t, probe.Healthy, report.Result, "check %d: %s", 2*i, report.Line())
+		slow.Store(true)
+		report = session.Check(context.Background())
+		assert.Equal(t, probe.Unreachable, report.Result, "check %d: %s", 2*i+1, report.Line())
+		assert.Contains(t, report.Line(), "no answer within -timeout 100ms", "check %d", 2*i+1)
+	}
+	_, reused := session.UpstreamConnections()
+	assert.EqualValues(t, 10, reused, "every slow call was made on the connection the fast one kept")
 }

@@ -216,8 +216,12 @@ func requestHead(c *Config, target *url.URL, keepAlive bool) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString(method + " " + target.RequestURI() + " HTTP/1.1\r\nHost: " + host + "\r\n")
-	if len(c.Header["User-Agent"]) == 0 {
+	// A -header of a default's name replaces it; an empty one removes it (defaultHeaders).
+	if _, replaced := c.Header["User-Agent"]; !replaced && c.UserAgent != "" {
 		b.WriteString("User-Agent: " + c.UserAgent + "\r\n")
+	}
+	if _, replaced := c.Header["Accept"]; !replaced {
+		b.WriteString("Accept: " + acceptAny + "\r\n")
 	}
 	names := make([]string, 0, len(c.Header))
 	for name := range c.Header {
@@ -225,10 +229,15 @@ func requestHead(c *Config, target *url.URL, keepAlive bool) []byte {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if name == "Host" || framingHeaders[name] { // ParseHeader rejects them; a library caller may not have used it
+		// ParseHeader refuses the framing headers, but a library caller may not have used it; the
+		// connection's own headers are dropped (HopByHopHeaders).
+		if name == "Host" || framingHeaders[name] || hopByHopHeaders[name] {
 			continue
 		}
 		for _, value := range c.Header[name] {
+			if value == "" && defaultHeaders[name] {
+				continue
+			}
 			b.WriteString(name + ": " + value + "\r\n")
 		}
 	}

@@ -551,17 +551,26 @@ func TestHTTPFraming(t *testing.T) {
 	}
 }
 
-// TestHTTPRequestHead pins what the probe sends: one request, closed after the answer, our headers.
+// TestHTTPRequestHead pins what the probe sends: one request, closed after the answer, our headers:
+// User-Agent and Accept: */* by default, as the kubelet; a -header replaces them, an empty one removes
+// them; the connection's own headers are dropped.
 func TestHTTPRequestHead(t *testing.T) {
 	c := testConfig(t, "http://app.internal:8080/healthz?full=1")
-	c.Header = map[string][]string{"X-B": {"2"}, "X-A": {"1", "1b"}, "Connection": {"keep-alive"}}
-	assert.Equal(t, "GET /healthz?full=1 HTTP/1.1\r\nHost: app.internal:8080\r\nUser-Agent: health-check/test\r\n"+
-		"X-A: 1\r\nX-A: 1b\r\nX-B: 2\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)))
+	c.Header = map[string][]string{"X-B": {"2"}, "X-A": {"1", "1b"}, "X-Empty": {""},
+		"Connection": {"Keep-Alive"}, "Keep-Alive": {"timeout=5"}, "Te": {"trailers"}, "Upgrade": {"h2c"}, "Proxy-Connection": {"keep-alive"}}
+	assert.Equal(t, "GET /healthz?full=1 HTTP/1.1\r\nHost: app.internal:8080\r\nUser-Agent: health-check/test\r\nAccept: */*\r\n"+
+		"X-A: 1\r\nX-A: 1b\r\nX-B: 2\r\nX-Empty: \r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)))
+	assert.Equal(t, []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade"}, c.HopByHopHeaders())
 
 	c = testConfig(t, "http://[::1]")
 	c.Method, c.Host = "HEAD", "vhost"
-	c.Header = map[string][]string{"User-Agent": {"kube-probe/1.33"}}
-	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)))
+	c.Header = map[string][]string{"User-Agent": {"kube-probe/1.33"}, "Accept": {"application/json"}}
+	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nAccept: application/json\r\nUser-Agent: kube-probe/1.33\r\nConnection: close\r\n\r\n",
+		string(requestHead(c, c.Target, false)))
+
+	c.Header = map[string][]string{"User-Agent": {""}, "Accept": {""}}
+	assert.Equal(t, "HEAD / HTTP/1.1\r\nHost: vhost\r\nConnection: close\r\n\r\n", string(requestHead(c, c.Target, false)),
+		"an empty value removes a default header")
 }
 
 func TestHTTPBadRedirectLocation(t *testing.T) {

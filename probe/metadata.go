@@ -19,8 +19,9 @@ const binSuffix = "-bin"
 
 // validateMetadata checks -header entries for a gRPC call. The header of the call itself is the
 // probe's to write: pseudo-headers (which ParseHeader never lets through), content-type, te, the
-// grpc-* names gRPC reserves for itself, and the connection's framing (ParseHeader refuses those for
-// every target). A User-Agent replaces ours, as on HTTP; a Host sets :authority.
+// grpc-* names gRPC reserves for itself, the connection's headers (an HTTP check drops them; HTTP/2
+// forbids them), and the body's framing (ParseHeader refuses those for every target). A User-Agent
+// replaces ours, as on HTTP, and an empty one removes it; a Host sets :authority.
 func validateMetadata(header map[string][]string) error {
 	for name, values := range header {
 		key := strings.ToLower(name)
@@ -31,6 +32,8 @@ func validateMetadata(header map[string][]string) error {
 			return usageErrorf("bad -header %q for gRPC: metadata names are letters, digits, '-', '_' and '.'", name)
 		case key == "content-type" || key == "te" || strings.HasPrefix(key, "grpc-"):
 			return usageErrorf("bad -header %q for gRPC: %s is the probe's to write (gRPC reserves it)", name, key)
+		case hopByHopHeaders[name]:
+			return usageErrorf("bad -header %q for gRPC: %s is about the connection, which HTTP/2 forbids in a request", name, key)
 		}
 		for _, value := range values {
 			if strings.HasSuffix(key, binSuffix) {
@@ -62,10 +65,13 @@ func appendMetadata(fields []hpack.HeaderField, header map[string][]string) []hp
 	sort.Strings(names)
 	for _, name := range names {
 		key := strings.ToLower(name)
-		if key == "host" || framingHeaders[name] { // Host is :authority; framing is refused by ParseHeader
+		if key == "host" || framingHeaders[name] || hopByHopHeaders[name] { // Host is :authority; validateMetadata refuses the others
 			continue
 		}
 		for _, value := range header[name] {
+			if value == "" && name == "User-Agent" {
+				continue // -header 'User-Agent:' removes ours, the one default a call has
+			}
 			if strings.HasSuffix(key, binSuffix) {
 				raw, _ := decodeBinaryMetadata(value)
 				value = base64.RawStdEncoding.EncodeToString(raw)

@@ -81,6 +81,14 @@ func TestGRPCMetadata(t *testing.T) {
 			assert.Equal(t, []string{"api.internal"}, md[":authority"])
 		})
 	}
+	t.Run("an empty User-Agent removes ours", func(t *testing.T) {
+		report := probe.Run(context.Background(), headerConfig(t, "grpc://"+plain.Addr, "User-Agent:"), nil)
+		require.Equal(t, probe.Healthy, report.Result, report.Line())
+		mu.Lock()
+		md := seen
+		mu.Unlock()
+		assert.Empty(t, md["user-agent"])
+	})
 }
 
 func TestGRPCMetadataUsageErrors(t *testing.T) {
@@ -97,6 +105,12 @@ func TestGRPCMetadataUsageErrors(t *testing.T) {
 		{name: "a value that is not ASCII", target: "grpc://localhost:1", header: "X-Who: café", want: "metadata values are printable ASCII"},
 		{name: "a -bin value that is not base64", target: "grpc://localhost:1", header: "X-Trace-Bin: not base64!", want: "a -bin value is base64"},
 		{name: "a header on tls://", target: "tls://localhost:1", header: "X-A: b", want: "-header applies to http, https, grpc and grpcs, not tls"},
+		{name: "te", target: "grpc://localhost:1", header: "TE: trailers", want: "te is the probe's to write"},
+		{name: "a connection header, which HTTP/2 forbids", target: "grpc://localhost:1", header: "Connection: Keep-Alive",
+			want: `bad -header "Connection" for gRPC: connection is about the connection, which HTTP/2 forbids in a request`},
+		{name: "keep-alive", target: "grpcs://localhost:1", header: "Keep-Alive: timeout=5", want: "keep-alive is about the connection"},
+		{name: "upgrade", target: "grpc://localhost:1", header: "Upgrade: h2c", want: "upgrade is about the connection"},
+		{name: "proxy-connection", target: "grpc://localhost:1", header: "Proxy-Connection: keep-alive", want: "proxy-connection is about the connection"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +119,7 @@ func TestGRPCMetadataUsageErrors(t *testing.T) {
 			assert.Contains(t, report.Line(), tt.want)
 		})
 	}
-	for _, line := range []string{"te: trailers", "Connection: close", ":path: /x"} {
+	for _, line := range []string{"Content-Length: 0", "Transfer-Encoding: chunked", "Trailer: X", ":path: /x"} {
 		_, _, err := probe.ParseHeader(line)
 		assert.Error(t, err, "%q is refused for every target", line)
 	}

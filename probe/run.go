@@ -88,6 +88,10 @@ func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Sessi
 		}
 	}
 	scheme := lookupScheme(c.Target.Scheme) // Validate knows it
+	// An HTTP check drops the connection's own headers (Validate refuses them on gRPC): say so.
+	for _, name := range c.HopByHopHeaders() {
+		log("-header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name)
+	}
 	var tlsConfig *tls.Config
 	if scheme.tls {
 		var err error

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -70,10 +72,26 @@ func newFlagSet() *flagSet {
 	return f
 }
 
+// clone is a deep copy of f. Each check of serve starts from a copy of the shared flags and appends
+// its own -check-header and -check-spiffe-id values: a slice copied by value shares its spare
+// capacity, and one check's append would overwrite what another check appended there, so that check a
+// would verify its server against check b's SPIFFE ID. Every slice and map is copied; a test walks
+// every field, so that a field added later cannot be shared by mistake.
+func (f checkFlags) clone() checkFlags {
+	f.headers = slices.Clone(f.headers)
+	f.spiffeIDs = slices.Clone(f.spiffeIDs)
+	f.tls.SPIFFEIDs = slices.Clone(f.tls.SPIFFEIDs)
+	return f
+}
+
 // register declares the check's flags on fs.
 func (f *checkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.method, "method", "GET", "HTTP `method`: GET or HEAD")
-	fs.Var(&f.headers, "header", "HTTP request header or gRPC metadata `'Name: value'` (repeatable; 'Host: name' sets the Host;\ngRPC -bin values in base64)")
+	fs.Var(&f.headers, "header", "HTTP request header or gRPC metadata `'Name: value'` (repeatable; 'Host: name' sets the Host).\n"+
+		"An empty value removes a header the probe sends by default: User-Agent, Accept: */* (HTTP).\n"+
+		"HTTP drops Connection, Keep-Alive, Proxy-Connection, TE and Upgrade (the connection is the probe's own;\n"+
+		"-v says so) and refuses Content-Length, Transfer-Encoding and Trailer (a GET or HEAD has no body).\n"+
+		"gRPC refuses those eight (HTTP/2 forbids them), content-type and grpc-*; -bin values in base64.")
 	fs.StringVar(&f.expectStatus, "expect-status", probe.DefaultExpectStatus, "healthy HTTP status `codes`: list and ranges, e.g. 200,204,300-399")
 	fs.StringVar(&f.expectBody, "expect-body", "", "healthy HTTP body contains this `text` (first 10 KiB)")
 	fs.StringVar(&f.service, "service", "", "gRPC health `service` name (empty: the whole server)")
@@ -127,7 +145,10 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	}
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	if err := setFromEnvironment(f.FlagSet, set, f.targetVariablesReplaced(set), getenv); err != nil {
+	onCommandLine := maps.Clone(set)
+	ignored := f.targetVariablesIgnored(set)
+	urlIgnored := ignored["url"] && !set["url"] && f.NArg() == 0 && getenv(envName("url")) != ""
+	if err := setFromEnvironment(f.FlagSet, set, ignored, getenv); err != nil {
 		return nil, err
 	}
 	// SPIFFE_ENDPOINT_SOCKET is the Workload API's standard variable, set for every process of a
@@ -140,7 +161,7 @@ func parseOptions(args []string, getenv func(string) string) (*options, error) {
 	if opts.printVersion {
 		return opts, nil
 	}
-	target, err := f.target(set)
+	target, err := f.target(set, onCommandLine, urlIgnored)
 	if err != nil {
 		return nil, err
 	}
@@ -227,28 +248,31 @@ func parseHeaders(lines []string) (host string, header map[string][]string, err 
 // legacyFlags build the target when no URL is given, as in the original tool.
 var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
 
-// targetVariablesReplaced are the target-building variables that the command line's own target makes
-// the probe ignore, so that a shared env: block never turns one probe's command line into a conflict,
-// nor quietly into a target that is half the block's: a target on the command line (the argument,
-// -url, or any of the original tool's flags) replaces them all, as DESIGN.md's contract says. A
-// probe that names only -path on its command line therefore gets localhost's default port, not a
-// HEALTH_CHECK_STATUS_PORT from the block: its command line says the whole target.
-func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
-	onCommandLine := f.NArg() > 0 || set["url"]
+// targetVariablesIgnored are the target variables that the command line's own form of the target makes
+// the probe ignore (docs/behaviour.md): a URL on the command line (the argument or -url) ignores them
+// all; the original tool's flags on the command line ignore HEALTH_CHECK_URL and take each part they
+// leave out from its own variable, so that a shared env: block can hold HEALTH_CHECK_STATUS_PORT while
+// each probe gives its own -path, as the original tool's users write them.
+func (f *flagSet) targetVariablesIgnored(set map[string]bool) map[string]bool {
+	if f.NArg() > 0 || set["url"] {
+		ignored := map[string]bool{"url": true}
+		for _, name := range legacyFlags {
+			ignored[name] = true
+		}
+		return ignored
+	}
 	for _, name := range legacyFlags {
-		onCommandLine = onCommandLine || set[name]
+		if set[name] {
+			return map[string]bool{"url": true}
+		}
 	}
-	if !onCommandLine {
-		return nil
-	}
-	replaced := map[string]bool{"url": true}
-	for _, name := range legacyFlags {
-		replaced[name] = true
-	}
-	return replaced
+	return nil
 }
 
-func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
+// target is the URL to check: the URL, or the one the original tool's flags build. set holds the
+// flags given on the command line or by a variable, onCommandLine those of the command line only;
+// urlIgnored says that the original flags there made the probe ignore a HEALTH_CHECK_URL.
+func (f *flagSet) target(set, onCommandLine map[string]bool, urlIgnored bool) (*url.URL, error) {
 	rawURL := f.url
 	switch f.NArg() {
 	case 0:
@@ -260,12 +284,21 @@ func (f *flagSet) target(set map[string]bool) (*url.URL, error) {
 	default:
 		return nil, fmt.Errorf("one target URL at most, got %d arguments", f.NArg())
 	}
+	if rawURL == "" && f.statusPort == "" && urlIgnored {
+		// Said in full: a probe that worked with the variable alone stops working when -path is added.
+		given := legacyFlags[slices.IndexFunc(legacyFlags, func(name string) bool { return onCommandLine[name] })]
+		return nil, fmt.Errorf("no port: -%s on the command line builds the target and ignores %s; give -statusPort or %s",
+			given, envName("url"), envName("statusPort"))
+	}
 	if rawURL == "" {
 		return probe.LegacyTarget(f.scheme, f.host, f.statusPort, f.path)
 	}
 	for _, name := range legacyFlags {
-		if set[name] {
+		switch {
+		case onCommandLine[name]:
 			return nil, fmt.Errorf("-%s builds a URL: give either it or a URL, not both", name)
+		case set[name]: // neither form on the command line, and both in the environment
+			return nil, fmt.Errorf("%s builds a URL and %s is one: set either, not both", envName(name), envName("url"))
 		}
 	}
 	return probe.ParseTarget(rawURL)

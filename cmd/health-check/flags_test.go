@@ -73,14 +73,21 @@ func TestParseOptions(t *testing.T) {
 		{name: "the command line's URL replaces every original-flag variable", args: []string{"https://app:8443/ready"},
 			env:   map[string]string{"HEALTH_CHECK_SCHEME": "http", "HEALTH_CHECK_HOST": "db", "HEALTH_CHECK_STATUS_PORT": "1", "HEALTH_CHECK_PATH": "/x"},
 			check: func(t *testing.T, o *options) { assert.Equal(t, "https://app:8443/ready", o.config.Target.String()) }},
-		{name: "the original flags on the command line replace every target variable", args: []string{"-statusPort", "8080", "-path", "/livez"},
+		{name: "the original flags on the command line win over their variables, which fill in the rest", args: []string{"-statusPort", "8080", "-path", "/livez"},
 			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_PATH": "/readyz", "HEALTH_CHECK_SCHEME": "https", "HEALTH_CHECK_HOST": "db"},
 			check: func(t *testing.T, o *options) {
-				assert.Equal(t, "http://localhost:8080/livez", o.config.Target.String())
+				assert.Equal(t, "https://db:8080/livez", o.config.Target.String())
 			}},
-		{name: "-path alone on the command line does not take the block's port", args: []string{"-path", "/livez"},
-			env:     map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000"},
+		{name: "-path on the command line takes the shared block's port, not its URL", args: []string{"-path=live"},
+			env: map[string]string{"HEALTH_CHECK_STATUS_PORT": "9000", "HEALTH_CHECK_URL": "http://127.0.0.1:1/"},
+			check: func(t *testing.T, o *options) {
+				assert.Equal(t, "http://localhost:9000/live", o.config.Target.String())
+			}},
+		{name: "-path on the command line without a port anywhere", args: []string{"-path", "/livez"},
 			wantErr: "no target: give a URL, or -statusPort"},
+		{name: "-path on the command line, HEALTH_CHECK_URL and no port", args: []string{"-host", "app", "-path", "/livez"},
+			env:     map[string]string{"HEALTH_CHECK_URL": "http://app:8080/"},
+			wantErr: "no port: -host on the command line builds the target and ignores HEALTH_CHECK_URL; give -statusPort or HEALTH_CHECK_STATUS_PORT"},
 		{name: "TLS files from the environment", args: []string{"https://localhost/"},
 			env: map[string]string{"HEALTH_CHECK_CACERT": "/ca", "HEALTH_CHECK_CERT": "/c", "HEALTH_CHECK_KEY": "/k", "HEALTH_CHECK_SERVER_NAME": "api", "HEALTH_CHECK_INSECURE": "true"},
 			check: func(t *testing.T, o *options) {
@@ -139,7 +146,9 @@ func TestParseOptions(t *testing.T) {
 		{name: "two URLs", args: []string{"http://a/", "http://b/"}, wantErr: "one target URL at most"},
 		{name: "URL and a different -url", args: []string{"-url", "http://a/", "http://b/"}, wantErr: "two targets"},
 		{name: "URL and -statusPort", args: []string{"-statusPort", "80", "http://b/"}, wantErr: "-statusPort builds a URL"},
-		{name: "the environment's URL and -path together", env: map[string]string{"HEALTH_CHECK_URL": "http://b/", "HEALTH_CHECK_PATH": "/x"}, wantErr: "-path builds a URL"},
+		{name: "the environment's URL and -path together", env: map[string]string{"HEALTH_CHECK_URL": "http://b/", "HEALTH_CHECK_PATH": "/x"},
+			wantErr: "HEALTH_CHECK_PATH builds a URL and HEALTH_CHECK_URL is one: set either, not both"},
+		{name: "-url and -path on the command line", args: []string{"-url", "http://b/", "-path", "/x"}, wantErr: "-path builds a URL: give either it or a URL"},
 		{name: "URL and -url on the command line, whatever the environment", args: []string{"-url", "http://a/", "http://b/"},
 			env: map[string]string{"HEALTH_CHECK_URL": "http://a/"}, wantErr: "two targets"},
 		{name: "bad header", args: []string{"-header", "nocolon", "http://b/"}, wantErr: "bad -header"},

@@ -19,8 +19,11 @@ Targets (the URL's scheme picks the check):
   tcp://host:port     healthy when a TCP connection opens
   tls://host:port     healthy when the TLS handshake and verification succeed
 
-Flags (each can also be set by the environment variable in brackets; a flag on the command line wins,
-and a target on the command line, as a URL or the original flags, replaces every target variable):
+Flags (each can also be set by the environment variable in brackets; a flag on the command line wins.
+The target's form on the command line wins: a URL ignores every target variable; the original flags
+ignore HEALTH_CHECK_URL and take the parts they leave out from their variables, so a shared env: block
+can hold HEALTH_CHECK_STATUS_PORT while each probe gives -path; with neither form on the command line,
+HEALTH_CHECK_URL and the other target variables together are a usage error):
 `
 
 const helpFooter = `

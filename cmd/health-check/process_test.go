@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"debug/buildinfo"
 	"debug/elf"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
@@ -95,7 +97,11 @@ func TestExitCodes(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
 	t.Cleanup(plain.Close)
 	_, plainPort, _ := net.SplitHostPort(strings.TrimPrefix(plain.URL, "http://"))
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
@@ -117,6 +123,13 @@ func TestExitCodes(t *testing.T) {
 			"HEALTH_CHECK_CERT=" + certFile, "HEALTH_CHECK_KEY=" + keyFile}, wantCode: 0},
 		{name: "healthy: the command line's URL replaces HEALTH_CHECK_URL", env: []string{"HEALTH_CHECK_URL=http://127.0.0.1:1/"},
 			args: []string{plain.URL + "/healthz"}, wantCode: 0},
+		{name: "healthy: -path on the command line, the port from a shared env: block", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=http://127.0.0.1:1/"}, args: []string{"-path=healthz"}, wantCode: 0},
+		{name: "unhealthy: another -path with the same env: block", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=http://127.0.0.1:1/"}, args: []string{"-path=ready", "-retry=0"}, wantCode: 1,
+			wantStderr: "unhealthy: GET http://localhost:" + plainPort + "/ready: 503 Service Unavailable"},
+		{name: "usage: both forms of the target in the environment", env: []string{"HEALTH_CHECK_STATUS_PORT=" + plainPort,
+			"HEALTH_CHECK_URL=" + plain.URL}, wantCode: 64, wantStderr: "usage: HEALTH_CHECK_STATUS_PORT builds a URL and HEALTH_CHECK_URL is one: set either, not both"},
 		{name: "unhealthy", args: append(mTLS, srv.URL+"/down"), wantCode: 1,
 			wantStderr: "unhealthy: GET " + srv.URL + "/down: 503 Service Unavailable (want 200-399) after 2 attempts"},
 		{name: "unreachable: refused", args: []string{"-retry", "0", "https://127.0.0.1:1/healthz"}, wantCode: 3,
@@ -245,6 +258,81 @@ func TestIdentities(t *testing.T) {
 	}
 }
 
+// TestHeadersAsTheKubeletSendsThem: an httpGet probe's httpHeaders work as -header one to one (the
+// connection's own are dropped, and -v says so; those that frame a body are refused); the default
+// request carries Accept: */*, as the kubelet's, so that a server that negotiates content types
+// answers it; and an empty value removes a default header, as the kubelet and curl do.
+func TestHeadersAsTheKubeletSendsThem(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var wrong []string // what the server should not have seen
+		switch r.URL.Path {
+		case "/negotiate": // a framework that answers only what the client accepts
+			if !strings.Contains(r.Header.Get("Accept"), "*/*") {
+				w.WriteHeader(http.StatusNotAcceptable)
+				return
+			}
+		case "/hop-by-hop":
+			for _, name := range []string{"Keep-Alive", "Te", "Upgrade", "Proxy-Connection"} {
+				if _, ok := r.Header[name]; ok {
+					wrong = append(wrong, name)
+				}
+			}
+			if got := r.Header.Values("Connection"); len(got) != 1 || got[0] != "close" {
+				wrong = append(wrong, fmt.Sprintf("Connection %q", got))
+			}
+			if r.Header.Get("X-Custom") != "1" {
+				wrong = append(wrong, "no X-Custom")
+			}
+		case "/no-user-agent":
+			if _, ok := r.Header["User-Agent"]; ok {
+				wrong = append(wrong, fmt.Sprintf("User-Agent %q", r.Header.Values("User-Agent")))
+			}
+		}
+		if len(wrong) > 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, strings.Join(wrong, ", "))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	kubeletHeaders := []string{"-header", "Connection: Keep-Alive", "-header", "Keep-Alive: timeout=5", "-header", "TE: trailers",
+		"-header", "Upgrade: h2c", "-header", "Proxy-Connection: keep-alive", "-header", "X-Custom: 1"}
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string // substrings; empty means silent
+	}{
+		{name: "Accept: */* by default", args: []string{"-retry=0", srv.URL + "/negotiate"}},
+		{name: "an httpGet probe's httpHeaders, one to one", args: append(kubeletHeaders, "-retry=0", srv.URL+"/hop-by-hop")},
+		{name: "-v says which headers are dropped", args: append(kubeletHeaders, "-v", "-retry=0", srv.URL+"/hop-by-hop"),
+			wantStderr: []string{"-header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+				"-header Upgrade is not sent", "-header Te is not sent", "healthy: GET " + srv.URL + "/hop-by-hop: 200 OK"}},
+		{name: "an empty User-Agent removes ours", args: []string{"-header", "User-Agent:", "-retry=0", srv.URL + "/no-user-agent"}},
+		{name: "an empty Accept removes ours", args: []string{"-header", "Accept:", "-retry=0", srv.URL + "/negotiate"}, wantCode: 1,
+			wantStderr: []string{"406 Not Acceptable"}},
+		{name: "usage: Content-Length frames a body", args: []string{"-header", "Content-Length: 0", srv.URL}, wantCode: 64,
+			wantStderr: []string{`usage: bad -header "Content-Length: 0": Content-Length would frame a body that the probe's GET or HEAD does not have`}},
+		{name: "usage: Transfer-Encoding", args: []string{"-header", "Transfer-Encoding: chunked", srv.URL}, wantCode: 64,
+			wantStderr: []string{"Transfer-Encoding would frame a body"}},
+		{name: "usage: Trailer", args: []string{"-header", "Trailer: X-Sum", srv.URL}, wantCode: 64, wantStderr: []string{"Trailer would frame a body"}},
+		{name: "usage: a connection header on gRPC", args: []string{"-header", "Connection: Keep-Alive", "grpc://127.0.0.1:1"}, wantCode: 64,
+			wantStderr: []string{"connection is about the connection, which HTTP/2 forbids in a request"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			result := runProbe(t, nil, tt.args...)
+			assert.Equal(t, tt.wantCode, result.code, result.stderr)
+			if len(tt.wantStderr) == 0 {
+				assert.Empty(t, result.stderr)
+			}
+			for _, want := range tt.wantStderr {
+				assert.Contains(t, result.stderr, want)
+			}
+		})
+	}
+}
+
 // TestStaticBinary: the binary as shipped has no dynamic section, no interpreter, and no module but
 // golang.org/x/net besides the standard library.
 func TestStaticBinary(t *testing.T) {
@@ -291,4 +379,64 @@ func TestNoHeavyPackages(t *testing.T) {
 		assert.False(t, strings.HasPrefix(dep, "github.com/spiffe/go-spiffe/"), "the Workload API is spoken by hand: %s", dep)
 	}
 	assert.Contains(t, deps, "golang.org/x/net/http2/hpack")
+}
+
+// TestGRPCDeadlineIsATimeout: against a grpc-go server slower than -timeout, every run says that
+// -timeout ran out and exits 3. The probe sends its remaining time as grpc-timeout, and grpc-go resets
+// the call when that time is up: a reset read at that moment once said "unhealthy: the server reset the
+// call: CANCEL" (exit 1) in some runs. 50 runs at once, at 300 ms and at 2 s: at once, so that the
+// test takes the time of one run, and so that a loaded machine widens the race it checks.
+func TestGRPCDeadlineIsATimeout(t *testing.T) {
+	slow := grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		select {
+		case <-ctx.Done(): // grpc-go's own deadline, from the probe's grpc-timeout: it resets the call
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Second):
+			return handler(ctx, req)
+		}
+	})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	server := testutil.StartGRPC(t, lis, testutil.GRPCOptions{Options: []grpc.ServerOption{slow}})
+	probeBinary(t) // built once, before the runs start
+
+	for _, timeout := range []string{"300ms", "2s"} {
+		t.Run(timeout, func(t *testing.T) {
+			const runs = 50
+			results := make([]processResult, runs)
+			var wg sync.WaitGroup
+			for i := range runs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = runProbeAsync(probeBinary(t), "-timeout", timeout, "-retry", "0", "grpc://"+server.Addr)
+				}()
+			}
+			wg.Wait()
+			for i, result := range results {
+				assert.Equal(t, 3, result.code, "run %d: %s", i, result.stderr)
+				assert.Contains(t, result.stderr, "no answer within -timeout "+timeout, "run %d", i)
+			}
+		})
+	}
+}
+
+// runProbeAsync runs the binary without the test's environment, and may run off the test's goroutine:
+// it reports a failure to start as exit code -1 in its result, never through require.
+func runProbeAsync(binary string, args ...string) processResult {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	result := processResult{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var exitErr *exec.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		result.code = exitErr.ExitCode()
+	case err != nil:
+		result.code, result.stderr = -1, err.Error()
+	}
+	return result
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -40,7 +39,8 @@ GET or HEAD /NAME answers 200 when check NAME is healthy, 503 with the one line 
 it is not (or does not answer within its -timeout); /-/alive is 200 while serve runs. The check
 flags below are shared by all checks, and must fit each; -check-FLAG NAME=VALUE sets FLAG for check
 NAME only: -check-service ready=my.v1.API, -check-expect-status live=200-204, -check-timeout
-ready=2s (-check-header adds to -header; a bool flag takes NAME, or NAME=false).
+ready=2s (-check-header adds to -header, -check-spiffe-id to -spiffe-id; a bool flag takes NAME, or
+NAME=false).
 SIGTERM or SIGINT: stop listening, finish the answers in flight, exit 0.
 
 Flags (the environment variable in brackets sets what the command line leaves unset):
@@ -130,6 +130,8 @@ func isPerCheckFlag(name string) bool { return strings.HasPrefix(name, checkFlag
 type serveOptions struct {
 	listen string
 	server serve.Options
+	// notes are start-up lines for stderr: the -header values that a check drops.
+	notes []string
 }
 
 // parseServeOptions reads serve's command line, then the environment, and builds every check's
@@ -184,6 +186,9 @@ func parseServeOptions(args []string, getenv func(string) string) (*serveOptions
 			return nil, fmt.Errorf("check %s: %w", name, err)
 		}
 		config.UserAgent = "health-check/" + version
+		for _, header := range config.HopByHopHeaders() {
+			opts.notes = append(opts.notes, fmt.Sprintf("check %s: -header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name, header))
+		}
 		opts.server.Checks = append(opts.server.Checks, serve.Check{Name: name, Timeout: config.Timeout, Checker: probe.NewSession(config)})
 	}
 	if _, err := serve.New(opts.server); err != nil { // the checks' names against the server's own paths
@@ -203,8 +208,7 @@ func (f *serveFlags) checkConfig(name, rawURL string) (probe.Config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	own.register(fs)
-	own = f.shared // the registered flags point into own: they now set the check's copy
-	own.headers = slices.Clone(f.shared.headers)
+	own = f.shared.clone() // the registered flags point into own: they now set the check's copy
 	for _, o := range f.overrides {
 		if o.check != name {
 			continue
@@ -254,6 +258,9 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 		names[i] = "/" + c.Name
 	}
 	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", version, listener.Addr(), strings.Join(names, ", "))
+	for _, note := range opts.notes {
+		fmt.Fprintln(stderr, "health-check serve: "+note)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()

@@ -84,6 +84,15 @@ func TestParseServeOptions(t *testing.T) {
 				assert.False(t, c["live"].TLS.Insecure)
 				assert.Empty(t, c["other"].GRPCService)
 			}},
+		{name: "the connection's headers are dropped, and said so at start-up", args: []string{"-header", "Connection: Keep-Alive",
+			"-check", "a=http://x/", "-check", "b=http://x/", "-check-header", "b=Upgrade: h2c"},
+			check: func(t *testing.T, o *serveOptions, c map[string]probe.Config) {
+				assert.Equal(t, []string{
+					"check a: -header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+					"check b: -header Connection is not sent: the connection is the probe's own (a hop-by-hop header)",
+					"check b: -header Upgrade is not sent: the connection is the probe's own (a hop-by-hop header)",
+				}, o.notes)
+			}},
 		{name: "-check-header adds to -header", args: []string{"-header", "A: 1", "-check", "a=http://x/", "-check", "b=http://x/", "-check-header", "a=B: 2"},
 			check: func(t *testing.T, o *serveOptions, c map[string]probe.Config) {
 				assert.Equal(t, map[string][]string{"A": {"1"}, "B": {"2"}}, c["a"].Header)
@@ -129,6 +138,8 @@ func TestParseServeOptions(t *testing.T) {
 		{name: "bad listen", args: []string{"-listen", "8086", "-check", "a=http://x/"}, wantErr: `bad -listen "8086": want host:port or :port`},
 		{name: "metrics is taken", args: []string{"-metrics", "-check", "metrics=http://x/"}, wantErr: "/metrics serves the metrics"},
 		{name: "bad variable", args: []string{"-check", "a=http://x/"}, env: map[string]string{"HEALTH_CHECK_TIMEOUT": "forever"}, wantErr: "HEALTH_CHECK_TIMEOUT"},
+		{name: "a header that frames a body", args: []string{"-check", "a=http://x/", "-check-header", "a=Content-Length: 0"},
+			wantErr: `check a: bad -header "Content-Length: 0": Content-Length would frame a body`},
 		{name: "help", args: []string{"-h"}, wantErr: errHelp.Error()},
 	}
 	for _, tt := range tests {
@@ -320,4 +331,58 @@ func TestServeProcessWorkloadAPI(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	awaitExit(t, wait, stderr)
+}
+
+// TestServeProcessPerCheckSPIFFEIDs: each check verifies its server by its own -check-spiffe-id on
+// top of the shared ones, and never by another check's: with three shared IDs, the slice had room
+// for one more, and check b's append overwrote check a's.
+func TestServeProcessPerCheckSPIFFEIDs(t *testing.T) {
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	servers := map[string]string{}
+	for _, name := range []string{"a", "b"} {
+		svid, err := pki.CA.SVID([]string{"spiffe://example.org/app-" + name}, time.Hour)
+		require.NoError(t, err)
+		app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		app.TLS = pki.MTLSConfig(svid)
+		app.StartTLS()
+		t.Cleanup(app.Close)
+		servers[name] = app.URL
+	}
+	cmd, addr, stderr, wait := startServeProcess(t, "-cacert", pki.CAFile, "-cert", pki.ClientCert, "-key", pki.ClientKey,
+		"-spiffe-id", "spiffe://example.org/x1", "-spiffe-id", "spiffe://example.org/x2", "-spiffe-id", "spiffe://example.org/x3",
+		"-check", "a="+servers["a"], "-check", "b="+servers["b"],
+		"-check-spiffe-id", "a=spiffe://example.org/app-a", "-check-spiffe-id", "b=spiffe://example.org/app-b")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for _, name := range []string{"a", "b"} {
+		resp, err := kubelet.Get("http://" + addr + "/" + name)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, "check %s: %s", name, body)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	awaitExit(t, wait, stderr)
+}
+
+// TestServeProcessDropsConnectionHeaders: serve takes an httpGet probe's httpHeaders as -header, as the
+// probe does: it starts, says which headers it drops, and its check sends none of them.
+func TestServeProcessDropsConnectionHeaders(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Keep-Alive"]; ok || r.Header.Get("X-Custom") != "1" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(app.Close)
+	cmd, addr, stderr, wait := startServeProcess(t, "-header", "Connection: Keep-Alive", "-header", "X-Custom: 1",
+		"-check", "a="+app.URL, "-check-header", "a=Keep-Alive: timeout=5")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := kubelet.Get("http://" + addr + "/a")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, string(body))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	awaitExit(t, wait, stderr)
+	assert.Contains(t, stderr.String(), "health-check serve: check a: -header Connection is not sent: the connection is the probe's own")
+	assert.Contains(t, stderr.String(), "health-check serve: check a: -header Keep-Alive is not sent")
 }
