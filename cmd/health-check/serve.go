@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -27,6 +28,9 @@ const defaultListen = ":8086"
 
 // checkFlagPrefix starts the per-check form of every check flag: -check-service ready=my.v1.API.
 const checkFlagPrefix = "check-"
+
+// serveGCPercent is serve's GOGC: see runServe.
+const serveGCPercent = 25
 
 // exitServeFailed is serve's exit code when it cannot listen: the command ran, and failed.
 const exitServeFailed = 1
@@ -235,6 +239,13 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 	// default, 0.39 ms with one P. Probes wait on I/O, so one P serves many at once.
 	if getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
+	}
+	// GOGC 25 unless GOGC says otherwise: serve's live heap is well under a MiB, but Go's default lets
+	// the heap grow to 4 MiB of garbage between collections, and those pages stay resident. Measured
+	// (bench/README.md, two mTLS checks, 10,000 probes): 6.2 MiB of anonymous memory with the
+	// default, 3.2 MiB with 25; the collections it adds cost microseconds per probe.
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(serveGCPercent)
 	}
 	server, err := serve.New(opts.server)
 	if err != nil {
