@@ -34,10 +34,11 @@
 //	-skip-callgrind    no instruction counts (they need valgrind)
 //	-serve-cpu         instead of the above: machine CPU per health check, from /proc/stat, for an
 //	                   exec probe through Docker, the probe process alone, and a kubelet-style GET
-//	                   through health-check serve (see servecpu.go); its section replaces the same
-//	                   section of -out, or is added at its end; with -baseline, also a GET through
-//	                   serve built from REV, in phases that alternate with the current one's.
-//	                   Needs Docker.
+//	                   through health-check serve, and the same GET through bench/naive, a sidecar
+//	                   written with net/http; before that, both sidecars' memory after 10,000 probes
+//	                   (see servecpu.go); its section replaces the same section of -out, or is added
+//	                   at its end; with -baseline, also serve built from REV, in phases that
+//	                   alternate with the current one's. Needs Docker.
 //
 // Needs Go, curl, GNU time (/usr/bin/time) and valgrind: apt-get install -y curl time valgrind.
 // Without time the peak RSS column is left empty; without valgrind, the instruction counts.
@@ -91,7 +92,7 @@ func main() {
 	flag.StringVar(&opts.baseline, "baseline", "", "also measure the probe built from this git revision")
 	flag.BoolVar(&opts.peers, "peers", true, "measure curl and grpc-health-probe")
 	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
-	serveCPU := flag.Bool("serve-cpu", false, "measure machine CPU per check: docker exec, the probe process, a GET through serve (needs Docker)")
+	serveCPU := flag.Bool("serve-cpu", false, "measure CPU per check: docker exec, the probe process, a GET through serve and through a net/http sidecar; and the sidecars' memory (needs Docker)")
 	flag.Parse()
 	opts.probeArgs, opts.probeEnv = strings.Fields(probeArgs), strings.Fields(probeEnv)
 	opts.certs = strings.Split(certs, ",")

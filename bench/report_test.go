@@ -185,15 +185,20 @@ func TestRenderServeCPU(t *testing.T) {
 		mode("(a) exec", 10, 100, 0, 100),        // 100 ms a check
 		mode("(b) process", 100, 80, 0, 80),      // 8 ms
 		mode("(c) serve", 1000, 100, 40, 60),     // 1 ms, serve 0.4
+		mode("(d) naive", 1000, 150, 0, 60),      // 1.5 ms, the naive sidecar 0.9
 		mode("(c) at HEAD~1", 1000, 125, 60, 65), // 1.25 ms, serve 0.6
 	}
+	modes[3].own[groupNaive] = 90
+	memory := []sidecarMemory{{sidecar: "serve", anonAfterOneGET: 2048, rssAfterOneGET: 8192, anonymous: 3584, rss: 9728}}
 	var without strings.Builder
-	renderServeCPU(&without, modes[:3], 0, "0.1 → 0.1", "abc")
+	renderServeCPU(&without, modes[:4], memory, 0, "0.1 → 0.1", "abc")
 	assert.Contains(t, without.String(), "| (c) / (a): serve vs exec probe | 1/100 | 1/100 | ≤ 1/100 ✓ |")
 	assert.Contains(t, without.String(), "| (c) / (b): serve vs the probe process | 1/8 | 1/8 | ≤ 1/10 ✗ |")
 	assert.NotContains(t, without.String(), "before/after")
+	assert.Contains(t, without.String(), "| (c) / (d) | 0.67× | 0.67× | 0.44× | ≤ 0.50× ✓ |")
+	assert.Contains(t, without.String(), "| serve | 2.00 MiB | 3.50 MiB | 8.00 MiB | 9.50 MiB |")
 
 	var with strings.Builder
-	renderServeCPU(&with, modes, 0, "0.1 → 0.1", "abc")
+	renderServeCPU(&with, modes, nil, 0, "0.1 → 0.1", "abc")
 	assert.Contains(t, with.String(), "| (c) serve vs (c) at HEAD~1 | 0.80× | 0.80× | 0.67× |")
 }

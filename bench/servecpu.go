@@ -36,6 +36,11 @@ import (
 // the CPU of the processes involved: dockerd, containerd, the containers' shims with the children
 // they reaped (runc, the exec'd probe), the app's server, serve, and this program with its children
 // (the docker CLI, the probe on the host, the kubelet-like client).
+//
+// Beside serve, in the same run: (d) the same GET through bench/naive, the sidecar a Go programmer
+// would write with net/http (a server, and a client that keeps its mTLS connections), whose own CPU
+// per probe is what serve's is measured against; and the memory of both sidecars after
+// memoryProbes probes of their two checks.
 
 const (
 	// servePhase is how long each mode, and each idle measurement, runs: long enough for hundreds of
@@ -47,6 +52,9 @@ const (
 	nodeChecksPerSecond = 110 * 3 / 10.0
 	// serveCPUHeading starts the report's section, which a later -serve-cpu run replaces.
 	serveCPUHeading = "## Machine CPU per health check: exec probe vs serve"
+	// memoryProbes is how many probes each sidecar answers, alternating its two checks, before its
+	// memory is read: what a pod's sidecar holds after a day of probes is what it holds after these.
+	memoryProbes = 10000
 	// benchLabel marks the containers of a run: docker rm -f $(docker ps -aq --filter label=health-check-proxy-bench)
 	benchLabel = "health-check-proxy-bench"
 )
@@ -66,11 +74,12 @@ const (
 	groupRuntime = iota // dockerd, containerd, the shims and what they reaped
 	groupApp            // the app's server
 	groupServe          // health-check serve
+	groupNaive          // bench/naive: a sidecar written with net/http
 	groupBench          // this program and its children
 	groupCount
 )
 
-var groupNames = [groupCount]string{"container runtime", "app server", "serve", "benchmark + children"}
+var groupNames = [groupCount]string{"container runtime", "app server", "serve", "naive sidecar", "benchmark + children"}
 
 func (m *serveMode) ownTotal() float64 {
 	var total float64
@@ -121,27 +130,25 @@ func processJiffies(pid int) float64 {
 	return total
 }
 
+// sidecar is a container in the app's network namespace, and the group its process is counted in.
+type sidecar struct {
+	container string
+	group     int
+	label     string // for the report: serve, serve at REV, net/http
+}
+
 // findInvolved finds dockerd, containerd, and the shim and main process of each container: the app's
-// and those of serve (the current one, and the baseline's when measured).
-func findInvolved(app string, serves ...string) (*involved, error) {
+// and the sidecars'.
+func findInvolved(app string, sidecars ...sidecar) (*involved, error) {
 	p := &involved{}
 	var ids []string
-	for i, c := range append([]string{app}, serves...) {
-		out, err := exec.Command("docker", "inspect", "-f", "{{.Id}} {{.State.Pid}}", c).Output()
+	for _, c := range append([]sidecar{{app, groupApp, "app"}}, sidecars...) {
+		id, n, err := containerPid(c.container)
 		if err != nil {
-			return nil, fmt.Errorf("docker inspect %s: %w", c, err)
-		}
-		id, pid, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
-		n, err := strconv.Atoi(pid)
-		if err != nil {
-			return nil, fmt.Errorf("docker inspect %s: pid %q", c, pid)
+			return nil, err
 		}
 		ids = append(ids, id)
-		group := groupApp
-		if i > 0 {
-			group = groupServe
-		}
-		p.pids[group] = append(p.pids[group], n)
+		p.pids[c.group] = append(p.pids[c.group], n)
 	}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
@@ -169,162 +176,308 @@ func findInvolved(app string, serves ...string) (*involved, error) {
 	return p, nil
 }
 
+// containerPid is a container's ID and the host pid of its main process.
+func containerPid(container string) (string, int, error) {
+	out, err := exec.Command("docker", "inspect", "-f", "{{.Id}} {{.State.Pid}}", container).Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("docker inspect %s: %w", container, err)
+	}
+	id, pid, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		return "", 0, fmt.Errorf("docker inspect %s: pid %q", container, pid)
+	}
+	return id, n, nil
+}
+
 // runServeCPU measures and writes the section. baseline, when not "", is a git revision whose serve is
-// measured too, beside the current one: a third container in the app's network namespace.
+// measured too, beside the current one: another container in the app's network namespace.
 func runServeCPU(out, baseline string) error {
 	moduleDir, err := moduleRoot()
 	if err != nil {
 		return err
 	}
+	setup, err := startServeBench(moduleDir, baseline)
+	if setup != nil {
+		defer setup.cleanup()
+	}
+	if err != nil {
+		return err
+	}
+	memory, err := setup.measureMemory()
+	if err != nil {
+		return err
+	}
+	modes, err := setup.measureCPU()
+	if err != nil {
+		return err
+	}
+	var md bytes.Buffer
+	renderServeCPU(&md, modes, memory, setup.idleRate, setup.load, commit(moduleDir))
+	os.Stdout.Write(md.Bytes())
+	return replaceSection(out, serveCPUHeading, md.Bytes())
+}
+
+// serveBench is a run's containers: the app, serve beside it, the naive sidecar, and serve built
+// from -baseline when asked, each in the app's network namespace; and the probe built on the host.
+type serveBench struct {
+	work, image, runID, arch, baseline string
+	app, appIP, probe                  string
+	files                              *testutil.MTLSFiles
+	sidecars                           []sidecar
+	// ports: where each sidecar answers, by container.
+	ports   map[string]string
+	kubelet *http.Client
+
+	idleRate float64 // jiffies per second of the idle machine, from measureCPU
+	load     string
+}
+
+// Ports of the sidecars, in the app's network namespace.
+const (
+	servePort    = "8086"
+	baselinePort = "8087"
+	naivePort    = "8088"
+)
+
+func (b *serveBench) cleanup() {
+	args := []string{"rm", "-f", b.app}
+	for _, s := range b.sidecars {
+		args = append(args, s.container)
+	}
+	exec.Command("docker", args...).Run()
+	exec.Command("docker", "rmi", "-f", b.image).Run()
+	os.RemoveAll(b.work)
+}
+
+// startServeBench builds the binaries and the app image, and starts the containers; each sidecar
+// has answered one probe when it returns. What it started is in the result, to be cleaned up, even
+// when it fails.
+func startServeBench(moduleDir, baseline string) (*serveBench, error) {
 	if _, err := exec.LookPath("docker"); err != nil {
-		return errors.New("-serve-cpu needs docker")
+		return nil, errors.New("-serve-cpu needs docker")
 	}
 	archOut, err := exec.Command("docker", "version", "--format", "{{.Server.Arch}}").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("no Docker engine answers: %s", bytes.TrimSpace(archOut))
+		return nil, fmt.Errorf("no Docker engine answers: %s", bytes.TrimSpace(archOut))
 	}
-	arch := map[string]string{"x86_64": "amd64", "aarch64": "arm64"}[strings.TrimSpace(string(archOut))]
-	if arch == "" {
-		arch = strings.TrimSpace(string(archOut))
+	b := &serveBench{baseline: baseline, ports: map[string]string{},
+		kubelet: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}}
+	b.arch = map[string]string{"x86_64": "amd64", "aarch64": "arm64"}[strings.TrimSpace(string(archOut))]
+	if b.arch == "" {
+		b.arch = strings.TrimSpace(string(archOut))
 	}
-	work, err := os.MkdirTemp("", "health-check-bench-serve-")
-	if err != nil {
-		return err
+	if b.work, err = os.MkdirTemp("", "health-check-bench-serve-"); err != nil {
+		return nil, err
 	}
-	defer os.RemoveAll(work)
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
-	runID := hex.EncodeToString(id)
+	b.runID = hex.EncodeToString(id)
+	b.image, b.app = "health-check-bench-app:"+b.runID, "health-check-bench-app-"+b.runID
 
-	progress("building the probe and the test app, and the app image")
-	certs := filepath.Join(work, "certs")
+	progress("building the probe, the naive sidecar and the test app, and the app image")
+	certs := filepath.Join(b.work, "certs")
 	if err := os.Mkdir(certs, 0o755); err != nil {
-		return err
+		return b, err
 	}
-	files, err := testutil.WriteMTLSFiles(certs, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, true)
-	if err != nil {
-		return err
+	if b.files, err = testutil.WriteMTLSFiles(certs, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, true); err != nil {
+		return b, err
 	}
-	image := "health-check-bench-app:" + runID
-	probe, err := buildAppImage(moduleDir, work, arch, image, baseline)
-	if err != nil {
-		return err
+	if b.probe, err = buildAppImage(moduleDir, b.work, b.arch, b.image, baseline); err != nil {
+		return b, err
 	}
-	defer exec.Command("docker", "rmi", "-f", image).Run()
+	return b, b.startContainers(certs)
+}
 
-	app, serveContainer, baselineContainer := "health-check-bench-app-"+runID, "health-check-bench-serve-"+runID, "health-check-bench-baseline-"+runID
-	defer exec.Command("docker", "rm", "-f", app, serveContainer, baselineContainer).Run()
-	common := []string{"--label", benchLabel + "=" + runID, "--user", "65532", "--read-only", "--cap-drop", "ALL", "-v", certs + ":/certs:ro"}
-	if err := docker(append(append([]string{"run", "-d", "--name", app}, common...), image)...); err != nil {
+// startContainers starts the app and the sidecars, and waits until each sidecar answers 200.
+func (b *serveBench) startContainers(certs string) error {
+	common := []string{"--label", benchLabel + "=" + b.runID, "--user", "65532", "--read-only", "--cap-drop", "ALL", "-v", certs + ":/certs:ro"}
+	if err := docker(append(append([]string{"run", "-d", "--name", b.app}, common...), b.image)...); err != nil {
 		return err
 	}
-	// serve shares the app's network namespace, as a native sidecar shares the pod's.
-	startServe := func(name, entrypoint, port string) error {
-		return docker(append(append([]string{"run", "-d", "--name", name, "--network", "container:" + app, "--entrypoint", entrypoint}, common...),
-			image, "serve", "-listen", ":"+port, "-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt", "-key", "/certs/client.key",
-			"-check", "live=https://localhost:8443/healthz")...)
+	// Two checks of the same endpoint: two kept-alive mTLS connections, as for a pod's live and ready.
+	checks := []string{"live=https://localhost:8443/healthz", "ready=https://localhost:8443/healthz"}
+	tlsFiles := []string{"/certs/ca.crt", "/certs/client.crt", "/certs/client.key"}
+	start := func(role, label string, group int, port, entrypoint string, args ...string) error {
+		name := "health-check-bench-" + role + "-" + b.runID
+		b.sidecars = append(b.sidecars, sidecar{name, group, label})
+		b.ports[name] = port
+		return docker(append(append([]string{"run", "-d", "--name", name, "--network", "container:" + b.app, "--entrypoint", entrypoint},
+			common...), append([]string{b.image}, args...)...)...)
 	}
-	if err := startServe(serveContainer, "/health-check", "8086"); err != nil {
+	serveArgs := func(port string) []string {
+		args := []string{"serve", "-listen", ":" + port, "-cacert", tlsFiles[0], "-cert", tlsFiles[1], "-key", tlsFiles[2]}
+		for _, c := range checks {
+			args = append(args, "-check", c)
+		}
+		return args
+	}
+	if err := start("serve", "serve", groupServe, servePort, "/health-check", serveArgs(servePort)...); err != nil {
 		return err
 	}
-	if baseline != "" {
-		if err := startServe(baselineContainer, baselineProbePath, "8087"); err != nil {
+	if b.baseline != "" {
+		if err := start("baseline", "serve at "+b.baseline, groupServe, baselinePort, baselineProbePath, serveArgs(baselinePort)...); err != nil {
 			return err
 		}
 	}
-	ipOut, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", app).Output()
+	if err := start("naive", "net/http sidecar", groupNaive, naivePort, naivePath,
+		append(append([]string{":" + naivePort}, tlsFiles...), checks...)...); err != nil {
+		return err
+	}
+	ipOut, err := exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", b.app).Output()
 	if err != nil {
-		return fmt.Errorf("docker inspect %s: %w", app, err)
+		return fmt.Errorf("docker inspect %s: %w", b.app, err)
 	}
 	// The pod's address, as the kubelet reaches it: no published port, so no docker-proxy in the way.
-	appIP := strings.TrimSpace(string(ipOut))
-	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	kubeletGET := func(port string) error {
-		serveURL := "http://" + net.JoinHostPort(appIP, port) + "/live"
-		req, _ := http.NewRequest("GET", serveURL, nil)
-		req.Header.Set("User-Agent", "kube-probe/1.34")
-		resp, err := kubelet.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("GET %s: %s", serveURL, resp.Status)
-		}
-		return nil
-	}
-	getServe := func() error { return kubeletGET("8086") }
-	getBaseline := func() error { return kubeletGET("8087") }
-	if err := waitUntil(30*time.Second, getServe); err != nil {
-		return fmt.Errorf("serve did not answer 200: %w", err)
-	}
-	if baseline != "" {
-		if err := waitUntil(30*time.Second, getBaseline); err != nil {
-			return fmt.Errorf("serve at %s did not answer 200: %w", baseline, err)
+	b.appIP = strings.TrimSpace(string(ipOut))
+	for _, s := range b.sidecars {
+		if err := waitUntil(30*time.Second, func() error { return b.get(s.container, "/live") }); err != nil {
+			return fmt.Errorf("%s did not answer 200: %w", s.container, err)
 		}
 	}
+	return nil
+}
 
+// get is one kubelet-style GET of path from a sidecar: a new connection, the kubelet's User-Agent.
+func (b *serveBench) get(container, path string) error {
+	serveURL := "http://" + net.JoinHostPort(b.appIP, b.ports[container]) + path
+	req, _ := http.NewRequest("GET", serveURL, nil)
+	req.Header.Set("User-Agent", "kube-probe/1.34")
+	resp, err := b.kubelet.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", serveURL, resp.Status)
+	}
+	return nil
+}
+
+// sidecarMemory is what a sidecar's process holds after memoryProbes probes, in KiB, from
+// /proc/PID/smaps_rollup: Anonymous is its own memory (heap, stacks, runtime), which the binary's
+// file pages are not; Rss counts both.
+type sidecarMemory struct {
+	sidecar                         string
+	anonAfterOneGET, rssAfterOneGET int
+	anonymous, rss                  int
+}
+
+// measureMemory sends each sidecar memoryProbes probes, alternating its two checks, and reads its
+// memory before and after. The sidecars are fresh: this runs before the CPU phases.
+func (b *serveBench) measureMemory() ([]sidecarMemory, error) {
+	var memory []sidecarMemory
+	for _, s := range b.sidecars {
+		progress("sending %d probes to %s for its memory", memoryProbes, s.container)
+		_, pid, err := containerPid(s.container)
+		if err != nil {
+			return nil, err
+		}
+		m := sidecarMemory{sidecar: s.label}
+		first, err := smapsRollup(pid)
+		if err != nil {
+			return nil, err
+		}
+		m.anonAfterOneGET, m.rssAfterOneGET = first["Anonymous"], first["Rss"]
+		for i := range memoryProbes {
+			path := []string{"/live", "/ready"}[i%2]
+			if err := b.get(s.container, path); err != nil {
+				return nil, err
+			}
+		}
+		time.Sleep(time.Second) // what a kubelet's pause between probes lets the process give back
+		after, err := smapsRollup(pid)
+		if err != nil {
+			return nil, err
+		}
+		m.anonymous, m.rss = after["Anonymous"], after["Rss"]
+		memory = append(memory, m)
+	}
+	return memory, nil
+}
+
+// smapsRollup reads the kB fields of /proc/PID/smaps_rollup.
+func smapsRollup(pid int) (map[string]int, error) {
+	text, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]int{}
+	for _, line := range strings.Split(string(text), "\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if kib, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(value), " kB")); err == nil {
+			fields[name] = kib
+		}
+	}
+	return fields, nil
+}
+
+// measureCPU runs the modes' phases between two idle phases.
+func (b *serveBench) measureCPU() ([]*serveMode, error) {
+	tlsArgs := []string{"-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt", "-key", "/certs/client.key"}
 	modes := []*serveMode{
 		{name: "(a) `docker exec APP /health-check ...`", check: func() error {
-			return runCheck(exec.Command("docker", "exec", app, "/health-check", "-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt",
-				"-key", "/certs/client.key", "https://localhost:8443/healthz"))
+			return runCheck(exec.Command("docker", append(append([]string{"exec", b.app, "/health-check"}, tlsArgs...),
+				"https://localhost:8443/healthz")...))
 		}},
 		{name: "(b) the probe process alone, on the host", check: func() error {
-			return runCheck(exec.Command(probe, "-cacert", files.CACert, "-cert", files.ClientCert, "-key", files.ClientKey,
-				"-server-name", "localhost", "https://"+net.JoinHostPort(appIP, "8443")+"/healthz"))
+			return runCheck(exec.Command(b.probe, "-cacert", b.files.CACert, "-cert", b.files.ClientCert, "-key", b.files.ClientKey,
+				"-server-name", "localhost", "https://"+net.JoinHostPort(b.appIP, "8443")+"/healthz"))
 		}},
-		{name: "(c) one kubelet-style GET through `serve`", check: getServe},
+		{name: "(c) one kubelet-style GET through `serve`", check: func() error { return b.get(b.sidecars[0].container, "/live") }},
+		{name: "(d) the same GET through a net/http sidecar (bench/naive)", check: func() error {
+			return b.get(b.sidecars[len(b.sidecars)-1].container, "/live")
+		}},
 	}
 	// The phases: each mode for servePhase; with a baseline, the two serves in alternating phases of
 	// half that, twice each, so that neither gets the quieter moments of the machine.
-	phases := []phase{{modes[0], servePhase}, {modes[1], servePhase}, {modes[2], servePhase}}
-	if baseline != "" {
-		before := &serveMode{name: "(c) at " + baseline + ", the same GET", check: getBaseline}
+	phases := []phase{{modes[0], servePhase}, {modes[1], servePhase}, {modes[2], servePhase}, {modes[3], servePhase}}
+	if b.baseline != "" {
+		before := &serveMode{name: "(c) at " + b.baseline + ", the same GET", check: func() error { return b.get(b.sidecars[1].container, "/live") }}
 		modes = append(modes, before)
 		phases = append(phases[:2], phase{modes[2], servePhase / 2}, phase{before, servePhase / 2},
-			phase{before, servePhase / 2}, phase{modes[2], servePhase / 2})
+			phase{before, servePhase / 2}, phase{modes[2], servePhase / 2}, phase{modes[3], servePhase})
 	}
 	for _, m := range modes { // one of each first: every mode works before anything is measured
 		if err := m.check(); err != nil {
-			return fmt.Errorf("%s: %w", m.name, err)
+			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
 	}
-	serves := []string{serveContainer}
-	if baseline != "" {
-		serves = append(serves, baselineContainer)
-	}
-	procs, err := findInvolved(app, serves...)
+	procs, err := findInvolved(b.app, b.sidecars...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loadBefore := loadAverage()
 	progress("measuring the idle machine for %s", servePhase)
 	idleBefore, idleWall, err := idlePhase()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range phases {
 		progress("measuring %s for %s", p.mode.name, p.length)
 		if err := p.mode.measure(procs, p.length); err != nil {
-			return fmt.Errorf("%s: %w", p.mode.name, err)
+			return nil, fmt.Errorf("%s: %w", p.mode.name, err)
 		}
 	}
 	progress("measuring the idle machine again for %s", servePhase)
 	idleAfter, idleWall2, err := idlePhase()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	idleRate := (idleBefore + idleAfter) / (idleWall + idleWall2).Seconds() // jiffies per second
-
-	var md bytes.Buffer
-	renderServeCPU(&md, modes, idleRate, loadBefore+" → "+loadAverage(), commit(moduleDir))
-	os.Stdout.Write(md.Bytes())
-	return replaceSection(out, serveCPUHeading, md.Bytes())
+	b.idleRate = (idleBefore + idleAfter) / (idleWall + idleWall2).Seconds() // jiffies per second
+	b.load = loadBefore + " → " + loadAverage()
+	return modes, nil
 }
 
-// baselineProbePath is where the app image holds the probe built from -baseline.
-const baselineProbePath = "/health-check-baseline"
+// baselineProbePath is where the app image holds the probe built from -baseline; naivePath, bench/naive.
+const (
+	baselineProbePath = "/health-check-baseline"
+	naivePath         = "/naive"
+)
 
 // buildAppImage builds the probe and the e2e test server for arch (and the probe at baseline, unless
 // that is ""), loads an image of them (entrypoint: the test server) as tag, and returns the probe
@@ -332,11 +485,15 @@ const baselineProbePath = "/health-check-baseline"
 func buildAppImage(moduleDir, work, arch, tag, baseline string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	probe, server := filepath.Join(work, "health-check"), filepath.Join(work, "testserver")
+	probe, server, naive := filepath.Join(work, "health-check"), filepath.Join(work, "testserver"), filepath.Join(work, "naive")
 	if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Dir: moduleDir, Arch: arch, Version: "bench"}, probe); err != nil {
 		return "", err
 	}
-	files := []struct{ path, file string }{{"/health-check", probe}, {"/testserver", server}}
+	if err := imagebuild.BuildBinary(ctx, imagebuild.BinaryOptions{Dir: moduleDir, Arch: arch,
+		Package: "github.com/health-check-proxy/health-check-proxy/bench/naive"}, naive); err != nil {
+		return "", err
+	}
+	files := []struct{ path, file string }{{"/health-check", probe}, {"/testserver", server}, {naivePath, naive}}
 	if baseline != "" {
 		src, before := filepath.Join(work, "baseline-src"), filepath.Join(work, "health-check-baseline")
 		if err := unpackRevision(moduleDir, baseline, src); err != nil {
@@ -445,8 +602,9 @@ func busyJiffies() (float64, error) {
 }
 
 // renderServeCPU writes the section: CPU per check of each mode, both ways, the ratios and what they
-// mean for a node.
-func renderServeCPU(w io.Writer, modes []*serveMode, idleRate float64, load, revision string) {
+// mean for a node, and the sidecars' memory. modes are (a), (b), (c), (d), then (c) at the baseline
+// when measured.
+func renderServeCPU(w io.Writer, modes []*serveMode, memory []sidecarMemory, idleRate float64, load, revision string) {
 	machinePerCheck := make([]float64, len(modes)) // CPU milliseconds
 	ownPerCheck := make([]float64, len(modes))
 	for i, m := range modes {
@@ -454,16 +612,16 @@ func renderServeCPU(w io.Writer, modes []*serveMode, idleRate float64, load, rev
 		ownPerCheck[i] = m.ownTotal() / userHZ * 1000 / float64(m.checks)
 	}
 	capacity := float64(runtime.NumCPU()) * userHZ
-	saturated := idleRate > capacity/2
 	fmt.Fprintf(w, "%s\n\n", serveCPUHeading)
 	fmt.Fprintf(w, "`%s`, %s, %s, probe %s, load average %s.\n\n", benchCommand(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), revision, load)
 	fmt.Fprintf(w, "Each mode runs back to back for %s against the app container's mTLS endpoint (ECDSA P-256); (c) runs"+
-		" `health-check serve` in a second container in the app's network namespace, and its client, like the kubelet's, opens a new"+
+		" `health-check serve` in a second container in the app's network namespace, (d) bench/naive (net/http's server and"+
+		" client, connections kept alive) in a third, and their client, like the kubelet's, opens a new"+
 		" connection per probe. *Machine*: busy jiffies of all CPUs from /proc/stat, minus the idle machine's %.0f CPU-ms/s (of %.0f)"+
 		" over the same time. *Processes*: the CPU of dockerd, containerd, the containers' shims with what they reaped (runc, the"+
-		" exec'd probe), the app's server, serve, and the benchmark with its children (docker CLI, probe, client).\n\n",
+		" exec'd probe), the app's server, the sidecars, and the benchmark with its children (docker CLI, probe, client).\n\n",
 		servePhase, idleRate/userHZ*1000, capacity/userHZ*1000)
-	if saturated {
+	if idleRate > capacity/2 {
 		fmt.Fprintln(w, "**The machine was busy with other work while idle (over half its CPU): the machine figures are not meaningful in this run; read the process figures.**")
 		fmt.Fprintln(w)
 	}
@@ -484,11 +642,23 @@ func renderServeCPU(w io.Writer, modes []*serveMode, idleRate float64, load, rev
 		fmt.Fprintln(w, " |")
 	}
 	fmt.Fprintln(w)
+	renderServeRatios(w, modes, machinePerCheck, ownPerCheck)
+	renderMemory(w, memory)
+}
+
+// renderServeRatios writes the ratios against the targets, and before/after with -baseline.
+func renderServeRatios(w io.Writer, modes []*serveMode, machinePerCheck, ownPerCheck []float64) {
 	ratio := func(c, of float64) string {
 		if c <= 0 || of <= 0 {
 			return "n/a"
 		}
 		return fmt.Sprintf("1/%.0f", of/c)
+	}
+	times := func(c, of float64) string {
+		if c <= 0 || of <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f×", c/of)
 	}
 	row := func(name string, i int, target float64) {
 		fmt.Fprintf(w, "| %s | %s | %s | ≤ 1/%.0f %s |\n", name, ratio(machinePerCheck[2], machinePerCheck[i]), ratio(ownPerCheck[2], ownPerCheck[i]),
@@ -499,18 +669,35 @@ func renderServeCPU(w io.Writer, modes []*serveMode, idleRate float64, load, rev
 	row("(c) / (a): serve vs exec probe", 0, 0.01)
 	row("(c) / (b): serve vs the probe process", 1, 0.1)
 	fmt.Fprintln(w)
-	if len(modes) > 3 { // -baseline: the current serve against the one built from REV
-		times := func(c, of float64) string {
-			if c <= 0 || of <= 0 {
-				return "n/a"
-			}
-			return fmt.Sprintf("%.2f×", c/of)
-		}
+	own := func(m *serveMode, group int) float64 { return m.own[group] / float64(m.checks) }
+	serveOwn, naiveOwn := own(modes[2], groupServe), own(modes[3], groupNaive)
+	fmt.Fprintln(w, "| serve vs the net/http sidecar, same run | machine | processes | the sidecar's own CPU | target (own) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| (c) / (d) | %s | %s | %s | ≤ 0.50× %s |\n\n", times(machinePerCheck[2], machinePerCheck[3]),
+		times(ownPerCheck[2], ownPerCheck[3]), times(serveOwn, naiveOwn), mark(naiveOwn > 0 && serveOwn/naiveOwn <= 0.5))
+	if len(modes) > 4 { // -baseline: the current serve against the one built from REV
 		fmt.Fprintln(w, "| before/after, same run | machine | processes | serve's own |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|")
-		fmt.Fprintf(w, "| %s vs %s | %s | %s | %s |\n\n", modes[2].name, modes[3].name, times(machinePerCheck[2], machinePerCheck[3]),
-			times(ownPerCheck[2], ownPerCheck[3]), times(modes[2].own[groupServe]/float64(modes[2].checks), modes[3].own[groupServe]/float64(modes[3].checks)))
+		fmt.Fprintf(w, "| %s vs %s | %s | %s | %s |\n\n", modes[2].name, modes[4].name, times(machinePerCheck[2], machinePerCheck[4]),
+			times(ownPerCheck[2], ownPerCheck[4]), times(serveOwn, own(modes[4], groupServe)))
 	}
+}
+
+// renderMemory writes the sidecars' memory after their probes.
+func renderMemory(w io.Writer, memory []sidecarMemory) {
+	if len(memory) == 0 {
+		return
+	}
+	mib := func(kib int) string { return fmt.Sprintf("%.2f MiB", float64(kib)/1024) }
+	fmt.Fprintf(w, "Memory of each sidecar, fresh, after its first GET and after %d kubelet-style GETs alternating its two"+
+		" checks (two kept-alive mTLS connections), from /proc/PID/smaps_rollup; *anonymous* is the process's own memory"+
+		" (heap, stacks, the runtime's), resident adds the binary's pages.\n\n", memoryProbes)
+	fmt.Fprintln(w, "| sidecar | anonymous, first GET | anonymous, after | resident, first GET | resident, after |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, m := range memory {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", m.sidecar, mib(m.anonAfterOneGET), mib(m.anonymous), mib(m.rssAfterOneGET), mib(m.rss))
+	}
+	fmt.Fprintln(w)
 }
 
 // replaceSection writes section into the report file out, in place of an earlier section with the

@@ -186,7 +186,15 @@ var listening = regexp.MustCompile(`listening on (\S+) for `)
 // the end, since exec.Cmd.Wait closes the pipe and would lose what the copy had not read yet.
 func startServeProcess(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
 	t.Helper()
-	cmd = exec.Command(probeBinary(t), append([]string{"serve", "-listen", "127.0.0.1:0"}, args...)...)
+	return startServeCommand(t, nil, args...)
+}
+
+// startServeCommand is startServeProcess with the binary run by wrapper, a command that executes
+// it in its place (prlimit ... --), when not nil.
+func startServeCommand(t *testing.T, wrapper []string, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
+	t.Helper()
+	argv := append(append(append([]string{}, wrapper...), probeBinary(t), "serve", "-listen", "127.0.0.1:0"), args...)
+	cmd = exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{}
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)

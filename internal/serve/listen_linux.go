@@ -9,3 +9,12 @@ func deferAccept(network, address string, c syscall.RawConn) error {
 		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 1)
 	})
 }
+
+// openFileLimit is the process's limit of open files (RLIMIT_NOFILE), or 0 when unknown.
+func openFileLimit() uint64 {
+	var limit syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit); err != nil {
+		return 0
+	}
+	return limit.Cur
+}

@@ -10,9 +10,9 @@ import (
 // metricsContentType is the Prometheus text exposition format, version 0.0.4.
 const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-// writeMetrics renders every check's counters in the Prometheus text exposition format. Check names
-// are [a-z0-9-]+, so label values need no escaping.
-func writeMetrics(b *strings.Builder, checks []*check) {
+// writeMetrics renders every check's counters, and the connections cut off, in the Prometheus text
+// exposition format. Check names are [a-z0-9-]+, so label values need no escaping.
+func writeMetrics(b *strings.Builder, checks []*check, cutOff uint64) {
 	family := func(name, kind, help string) {
 		b.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " " + kind + "\n")
 	}
@@ -58,4 +58,8 @@ func writeMetrics(b *strings.Builder, checks []*check) {
 		sample("health_check_upstream_connections_total", `check="`+c.Name+`",reused="false"`, opened)
 		sample("health_check_upstream_connections_total", `check="`+c.Name+`",reused="true"`, reused)
 	}
+
+	family("health_check_connections_cut_off_total", "counter",
+		"Client connections closed to make room for a new one: at the limit, the one that waited longest on its client.")
+	b.WriteString("health_check_connections_cut_off_total " + strconv.FormatUint(cutOff, 10) + "\n")
 }

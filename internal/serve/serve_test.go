@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -403,14 +404,17 @@ func TestKeepAlive(t *testing.T) {
 }
 
 // TestSlowClients: a client that sends its head slowly (slowloris) does not delay a probe, and is
-// cut off after the read-header timeout; clients beyond the connection limit are refused at once.
+// cut off after the read-header timeout; at the connection limit, a new connection cuts off the
+// one that has waited longest on its client, and a probe still gets in.
 func TestSlowClients(t *testing.T) {
 	app := startUpstream(t)
-	server, base := startServer(t, Options{Checks: []Check{app.check("live", "/", time.Second)},
+	server, base := startServer(t, Options{Metrics: true, Checks: []Check{app.check("live", "/", time.Second)},
 		ReadHeaderTimeout: 500 * time.Millisecond, MaxConnections: 3})
 	addr := strings.TrimPrefix(base, "http://")
 
-	slow := make([]net.Conn, 2)
+	// Three slow clients fill the server, oldest first. Each sends a first byte, as clients do at
+	// once: Listen accepts a connection when data arrives.
+	slow := make([]net.Conn, 3)
 	for i := range slow {
 		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
@@ -418,43 +422,68 @@ func TestSlowClients(t *testing.T) {
 		_, err = io.WriteString(conn, "GET /live HTTP/1.1\r\nHost: x\r\n") // and never the blank line
 		require.NoError(t, err)
 		slow[i] = conn
+		require.Eventually(t, func() bool { return server.connections() == i+1 }, time.Second, 5*time.Millisecond)
 	}
 	start := time.Now()
 	resp, _ := kubelet(t, "GET", base+"/live")
-	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, 200, resp.StatusCode, "a probe gets in at the limit")
 	assert.Less(t, time.Since(start), 300*time.Millisecond, "a slow client delays no probe")
-
-	// The slow two and one more fill the server: the next is refused with a 503, or closed. Each
-	// sends a first byte, as clients do at once: Listen accepts a connection when data arrives.
-	third, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { third.Close() })
-	_, err = io.WriteString(third, "G")
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return server.connections() == 3 }, time.Second, 5*time.Millisecond)
-	refused, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { refused.Close() })
-	_, err = io.WriteString(refused, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
-	require.NoError(t, err)
-	require.NoError(t, refused.SetReadDeadline(time.Now().Add(time.Second)))
-	answer, err := io.ReadAll(refused)
-	if err == nil {
-		assert.True(t, strings.HasPrefix(string(answer), "HTTP/1.1 503 Service Unavailable\r\n"), "%q", answer)
-	} else {
-		assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "refused at once")
+	cutOff := func(conn net.Conn) bool {
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+		n, err := conn.Read(make([]byte, 1))
+		return n == 0 && errors.Is(err, io.EOF)
 	}
+	assert.True(t, cutOff(slow[0]), "the oldest slow client made room")
+	assert.False(t, cutOff(slow[1]), "the others are still held")
+	resp, body := kubelet(t, "GET", base+"/metrics")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, 1.0, parseMetrics(t, body)["health_check_connections_cut_off_total"], "the probe made room; /metrics found some")
 
-	// The read-header timeout cuts the slow clients off, without an answer.
-	for _, conn := range slow {
+	// The read-header timeout cuts the other slow clients off, without an answer.
+	for _, conn := range slow[1:] {
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(2*time.Second)))
 		n, err := conn.Read(make([]byte, 1))
 		assert.Equal(t, 0, n)
 		assert.ErrorIs(t, err, io.EOF)
 	}
 	assert.Less(t, time.Since(start), 1500*time.Millisecond)
-	resp, _ = kubelet(t, "GET", base+"/live")
-	assert.Equal(t, 200, resp.StatusCode, "room again")
+	assert.Eventually(t, func() bool { return server.connections() == 0 }, time.Second, 5*time.Millisecond)
+}
+
+// TestBusyConnections: when every connection held waits for its check, there is no client to cut
+// off, and a new connection gets a quick 503.
+func TestBusyConnections(t *testing.T) {
+	app := startUpstream(t)
+	app.delay.Store(int64(500 * time.Millisecond))
+	server, base := startServer(t, Options{Checks: []Check{app.check("live", "/", time.Second)}, MaxConnections: 2})
+	answers := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp, err := http.Get(base + "/live")
+			if !assert.NoError(t, err) {
+				answers <- 0
+				return
+			}
+			resp.Body.Close()
+			answers <- resp.StatusCode
+		}()
+	}
+	require.Eventually(t, func() bool { return server.connections() == 2 && server.waitingOnClients() == 0 }, time.Second, time.Millisecond)
+	start := time.Now()
+	refused, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	defer refused.Close()
+	_, err = io.WriteString(refused, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, refused.SetReadDeadline(time.Now().Add(time.Second)))
+	answer, err := io.ReadAll(refused)
+	if err == nil { // or the close's reset overtook the answer
+		assert.True(t, strings.HasPrefix(string(answer), "HTTP/1.1 503 Service Unavailable\r\n"), "%q", answer)
+	}
+	assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "refused at once")
+	assert.Less(t, time.Since(start), 300*time.Millisecond)
+	assert.Equal(t, 200, <-answers)
+	assert.Equal(t, 200, <-answers)
 }
 
 // TestSilentClient: a client that connects and sends nothing is held back by the kernel at first
@@ -475,7 +504,7 @@ func TestSilentClient(t *testing.T) {
 }
 
 // metricLine is one sample of the Prometheus text format, as the server writes it.
-var metricLine = regexp.MustCompile(`^([a-z_]+)\{((?:[a-z]+="[^"]*",?)*)\} ([0-9.e+-]+|\+Inf)$`)
+var metricLine = regexp.MustCompile(`^([a-z_]+)(?:\{((?:[a-z]+="[^"]*",?)*)\})? ([0-9.e+-]+|\+Inf)$`)
 
 // parseMetrics reads the exposition: every line is a comment or a sample; samples by name and labels.
 func parseMetrics(t *testing.T, text string) map[string]float64 {
@@ -498,7 +527,11 @@ func parseMetrics(t *testing.T, text string) map[string]float64 {
 		assert.Contains(t, types, family, "a TYPE line comes before %s", m[1])
 		value, err := strconv.ParseFloat(m[3], 64)
 		require.NoError(t, err, line)
-		samples[m[1]+"{"+m[2]+"}"] = value
+		name := m[1]
+		if m[2] != "" {
+			name += "{" + m[2] + "}"
+		}
+		samples[name] = value
 	}
 	return samples
 }
@@ -641,4 +674,15 @@ func (s *Server) connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// waitingOnClients is how many connections s holds that wait on their client.
+func (s *Server) waitingOnClients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := s.waiting.head; c != nil; c = c.next {
+		n++
+	}
+	return n
 }
