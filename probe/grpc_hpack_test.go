@@ -3,40 +3,41 @@ package probe_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
-// xnetGRPC serves a gRPC health answer (SERVING) with x/net's own HTTP/2 server, over h2c with prior
-// knowledge, as server configures it; it counts the connections it accepts.
-func xnetGRPC(t *testing.T, server *http2.Server) (addr string, conns *atomic.Int32) {
+// smallTableGRPC serves a gRPC health answer (SERVING) with net/http's HTTP/2 server (x/net/http2's,
+// bundled), over h2c with prior knowledge, with an HPACK decoder table of tableSize bytes; it counts
+// the connections it accepts.
+func smallTableGRPC(t *testing.T, tableSize uint32) (addr string, conns *atomic.Int32) {
 	t.Helper()
-	lis := listen(t)
-	t.Cleanup(func() { lis.Close() })
 	serving := frame(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1))
-	handler := fakeGRPC(serving, map[string]string{"grpc-status": "0"})
+	s := httptest.NewUnstartedServer(fakeGRPC(serving, map[string]string{"grpc-status": "0"}))
+	s.Config.Protocols = new(http.Protocols)
+	s.Config.Protocols.SetUnencryptedHTTP2(true)
+	s.Config.HTTP2 = &http.HTTP2Config{MaxDecoderHeaderTableSize: int(tableSize)}
 	conns = &atomic.Int32{}
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
+	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
 			conns.Add(1)
-			go server.ServeConn(conn, &http2.ServeConnOpts{Handler: handler})
 		}
-	}()
-	return lis.Addr().String(), conns
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String(), conns
 }
 
-// TestGRPCSessionKeepsItsConnectionWithASmallHeaderTable: x/net's server announces its decoder's
+// TestGRPCSessionKeepsItsConnectionWithASmallHeaderTable: Go's HTTP/2 server announces its decoder's
 // HPACK table size (SETTINGS_HEADER_TABLE_SIZE) and decodes with that table from the start; a client
 // that goes on using the default 4096 bytes refers to entries the server never kept, and each reuse of
 // the connection ends in COMPRESSION_ERROR and a new connection. Four checks of a session take one
@@ -44,7 +45,7 @@ func xnetGRPC(t *testing.T, server *http2.Server) (addr string, conns *atomic.In
 func TestGRPCSessionKeepsItsConnectionWithASmallHeaderTable(t *testing.T) {
 	for _, size := range []uint32{1, 64, 100, 200, 4096, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			addr, conns := xnetGRPC(t, &http2.Server{MaxDecoderHeaderTableSize: size})
+			addr, conns := smallTableGRPC(t, size)
 			config := grpcConfig(t, "grpc://"+addr)
 			config.Header = map[string][]string{"X-Tenant": {"blue"}, "Authorization": {"Bearer secret-token"}}
 			session := probe.NewSession(*config)
