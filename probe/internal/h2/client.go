@@ -159,6 +159,7 @@ type Client struct {
 	// current stream, and flow control.
 	stream       uint32
 	prefaceSent  bool
+	settingsSeen bool // the server's first SETTINGS came: the table our header blocks may use is known
 	enc          *hpack.Encoder
 	encoded      bytes.Buffer
 	readAny      bool
@@ -182,6 +183,10 @@ func NewClient(conn net.Conn) *Client {
 		stream: 1, maxStreams: maxStreamID, sendWindow: InitialSendWindow, streamWindow: InitialSendWindow}
 	c.enc = hpack.NewEncoder(&c.encoded)
 	c.enc.SetMaxDynamicTableSizeLimit(defaultHeaderTableSize)
+	// Until the server's SETTINGS say how large a table it keeps, our header blocks use none: x/net's
+	// server decodes with the table it announces from the start, not from our ACK, and a field
+	// repeated in the first block would refer to an entry it never kept.
+	c.enc.SetMaxDynamicTableSize(0)
 	c.dec = hpack.NewDecoder(defaultHeaderTableSize, func(f hpack.HeaderField) { // we announce no other size
 		c.blockSize += len(f.Name) + len(f.Value) + 32
 		if c.blockSize > MaxHeaderListBytes {
@@ -406,6 +411,10 @@ func (c *Client) Cancel() error {
 func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
 	if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
 		return errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
+	}
+	if flags&flagAck == 0 && !c.settingsSeen {
+		c.settingsSeen = true
+		c.setHeaderTableSize(defaultHeaderTableSize) // what the server keeps unless this frame says otherwise
 	}
 	for p := payload; len(p) >= 6; p = p[6:] {
 		id, value := binary.BigEndian.Uint16(p), binary.BigEndian.Uint32(p[2:])

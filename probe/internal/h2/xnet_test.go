@@ -59,7 +59,7 @@ func serveStrict(conn net.Conn, sizes []uint32, requests chan<- strictRequest) e
 		return err
 	}
 	fr := http2.NewFramer(conn, conn)
-	dec := hpack.NewDecoder(4096, nil)
+	dec := hpack.NewDecoder(defaultHeaderTableSize, nil)
 	var answer bytes.Buffer
 	enc := hpack.NewEncoder(&answer)
 	announce := func(size uint32) error {
@@ -113,7 +113,7 @@ func serveStrict(conn net.Conn, sizes []uint32, requests chan<- strictRequest) e
 // TestClientFollowsTheServersHeaderTable: a server lowers, raises and lowers again its HPACK table
 // mid-connection; every request on the one connection decodes with the table the server allows, and
 // each one after a change starts with the Dynamic Table Size Update it calls for (at most 4096, the
-// most our encoder uses).
+// most our encoder uses). A field repeated in one block (a -header given twice) is no exception.
 func TestClientFollowsTheServersHeaderTable(t *testing.T) {
 	sizes := []uint32{4096, 0, 100, 100, 1 << 20, 4096, 40, 0, 1<<32 - 1}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -141,6 +141,7 @@ func TestClientFollowsTheServersHeaderTable(t *testing.T) {
 		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":path", Value: "/grpc.health.v1.Health/Check"},
 		{Name: ":authority", Value: "localhost:50051"}, {Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"}, {Name: "authorization", Value: "Bearer a-token-of-some-length"},
+		{Name: "x-tenant", Value: "blue"}, {Name: "x-tenant", Value: "blue"},
 	}
 	for i := range sizes {
 		request := append(fields, hpack.HeaderField{Name: "x-request", Value: fmt.Sprint(i)})
@@ -153,15 +154,24 @@ func TestClientFollowsTheServersHeaderTable(t *testing.T) {
 		req := <-requests
 		require.NoError(t, req.err, "request %d: the server could not decode it with the table it allows", i)
 		assert.Equal(t, request, req.fields, "request %d", i)
+		// The first request goes before the server's SETTINGS, with no table; request i after the
+		// SETTINGS that announced sizes[i].
 		updates := tableSizeUpdates(req.block)
-		used := min(sizes[i], 4096)
-		if i == 0 || used == min(sizes[i-1], 4096) {
-			assert.Empty(t, updates, "request %d: the table did not change", i)
+		if i == 0 {
+			assert.Equal(t, []uint32{0}, updates, "the first request uses no table")
 			continue
 		}
-		if assert.NotEmpty(t, updates, "request %d: the table changed from %d to %d", i, sizes[i-1], sizes[i]) {
+		used, before := min(sizes[i], defaultHeaderTableSize), min(sizes[i-1], defaultHeaderTableSize)
+		if i == 1 {
+			before = 0
+		}
+		if used != before {
+			assert.NotEmpty(t, updates, "request %d: the table changed from %d to %d", i, before, used)
+		}
+		if len(updates) > 0 {
 			assert.Equal(t, used, updates[len(updates)-1], "request %d", i)
 		}
+		assert.LessOrEqual(t, len(updates), 2, "request %d", i)
 	}
 	assert.True(t, client.Reusable(0))
 	conn.Close()
@@ -209,7 +219,7 @@ func TestClientSettingsBounds(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.True(t, resp.EndStream)
-			assert.LessOrEqual(t, client.enc.MaxDynamicTableSize(), uint32(4096))
+			assert.LessOrEqual(t, client.enc.MaxDynamicTableSize(), uint32(defaultHeaderTableSize))
 		})
 	}
 }
@@ -234,12 +244,12 @@ func (b *fuzzBytes) uint32() uint32 {
 // of any valid values (the HPACK table size among them), frames the client must ignore or acknowledge
 // between the answer's parts, header blocks split into CONTINUATION frames and padded, a body in DATA
 // frames of any size, padded or not. It returns the answer, its body, the x-fuzz header it carries,
-// and the last HPACK table size it announced (4096 when none).
+// and the last HPACK table size it announced (defaultHeaderTableSize when none).
 func framerAnswer(choices fuzzBytes) (answer, body []byte, header string, tableSize uint32) {
 	var out, blockBuf bytes.Buffer
 	fr := http2.NewFramer(&out, nil)
 	enc := hpack.NewEncoder(&blockBuf)
-	tableSize = 4096
+	tableSize = defaultHeaderTableSize
 	settings := func() {
 		var list []http2.Setting
 		for range choices.byte() % 4 {
@@ -361,7 +371,7 @@ func FuzzReadFramerAnswer(f *testing.F) {
 		sent, ok := bytes.CutPrefix(conn.sent, []byte(http2.ClientPreface))
 		require.True(t, ok)
 		fr := http2.NewFramer(nil, bytes.NewReader(sent))
-		dec := hpack.NewDecoder(4096, nil)
+		dec := hpack.NewDecoder(defaultHeaderTableSize, nil)
 		var blocks int
 		for {
 			frame, err := fr.ReadFrame()
