@@ -19,13 +19,19 @@ import (
 )
 
 const (
-	// maxBodyBytes is how much of a body -expect-body searches: the kubelet's maxRespBodyLength.
-	// A health body is small; a huge one is cut here instead of being read to the end.
+	// maxBodyBytes is how much of a body -expect-body searches: the kubelet's maxRespBodyLength, of
+	// the decoded body, however it is framed. A health body is small; a huge one is cut here instead
+	// of being read to the end.
 	maxBodyBytes = 10 << 10
 	// bodySnippetBytes is how much of an unhealthy answer's body the failure line quotes.
 	bodySnippetBytes = 80
-	// bodyFramingBytes is the room a chunked body's size lines take on the wire beyond maxBodyBytes.
-	bodyFramingBytes = 1 << 10
+	// readerBytes is the size of an HTTP/1.1 connection's reader, and so the longest line it reads.
+	readerBytes = 4 << 10
+	// bodySlackBytes is what the body's budget allows beyond maxBodyBytes. A chunked body's framing
+	// does not count (http1 gives it back), but only once a line of it is read whole: the budget holds
+	// one line more than the window, so that the window is whole however the body is chunked, and a
+	// body that fills it is read to the end of its trailers, for the kept connection.
+	bodySlackBytes = readerBytes
 	// maxResponseHeaderBytes bounds the head a server can make us read, interim 1xx heads included:
 	// more than curl accepts in one header line (100 KiB), far less than net/http's 10 MiB default.
 	maxResponseHeaderBytes = 128 << 10
@@ -159,7 +165,7 @@ func openHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url
 		conn = tlsConn
 	}
 	budget := &http1.Budget{R: conn}
-	return &httpConn{Conn: conn, budget: budget, reader: bufio.NewReaderSize(budget, 4<<10)}, nil
+	return &httpConn{Conn: conn, budget: budget, reader: bufio.NewReaderSize(budget, readerBytes)}, nil
 }
 
 // exchangeHead writes the request on conn and reads the answer's head. On an error, conn's budget
@@ -175,14 +181,14 @@ func exchangeHead(ctx context.Context, c *Config, conn *httpConn, target *url.UR
 	if _, err := conn.Write(requestHead(c, target, keepAlive)); err != nil {
 		return nil, whyClosed(ctx, conn.Conn, err)
 	}
-	head, err := http1.ReadResponse(conn.reader, c.Method == methodHead)
+	head, err := http1.ReadResponse(conn.reader, conn.budget, c.Method == methodHead)
 	if err != nil {
 		if errors.Is(err, http1.ErrBudgetSpent) {
 			err = fmt.Errorf("the answer's head is longer than %d KiB", maxResponseHeaderBytes>>10)
 		}
 		return nil, err
 	}
-	conn.budget.Left = maxBodyBytes + bodyFramingBytes // what the reader holds already came out of the head's
+	conn.budget.Left = maxBodyBytes + bodySlackBytes // what the reader holds already came out of the head's
 	log("answer %s in %s", head.Status, since(start))
 	return head, nil
 }

@@ -153,7 +153,25 @@ func parseRequestLine(line []byte) (req *request, http10 bool, err error) {
 		}
 	}
 	path, _, _ := bytes.Cut(target, []byte("?"))
+	if !wellEscaped(path) {
+		return nil, false, badRequest("malformed request target")
+	}
 	return &request{method: string(method), path: string(path)}, http10, nil
+}
+
+// wellEscaped reports whether every '%' in path starts a percent-encoded byte (RFC 3986, section 2.1):
+// net/http refuses a path that cannot be decoded, and so do we.
+func wellEscaped(path []byte) bool {
+	for i, c := range path {
+		if c == '%' && (i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2])) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // parseHeaderLine parses "Name: value". Obsolete line folding (a line that starts with white

@@ -357,6 +357,7 @@ func TestRefusedRequests(t *testing.T) {
 		{"two Hosts", "GET /live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"obsolete line folding", "GET /live HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n", 400},
 		{"space before the colon", "GET /live HTTP/1.1\r\nHost : x\r\n\r\n", 400},
+		{"a path that does not decode, which net/http refuses", "GET /live%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
 		{"HTTP/2 in plain text", "GET /live HTTP/2.0\r\nHost: x\r\n\r\n", 505},
 		{"garbage", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400},
 	}

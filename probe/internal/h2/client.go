@@ -4,9 +4,9 @@
 // its SETTINGS, the request's HEADERS and DATA in one write, then reads frames until the answer's
 // stream ends (or the caller has read enough of it, and cancels it); a connection kept alive carries
 // the next request on the next stream (Reusable says when it can). It never has two streams open,
-// never accepts a frame larger than the protocol's default maximum (it does not raise it), and reads
-// at most maxBody bytes of the answer's body, so a server cannot make it read or buffer more than
-// that.
+// never accepts a frame larger than the protocol's default maximum (it does not raise it), keeps its
+// HPACK table within the size the server announces (SETTINGS_HEADER_TABLE_SIZE), and reads at most
+// maxBody bytes of the answer's body, so a server cannot make it read or buffer more than that.
 //
 // It knows nothing of what it carries: no URLs, no gRPC. The caller dials, sets deadlines, builds the
 // header fields and judges the answer.
@@ -74,10 +74,18 @@ const (
 
 	errorCancel = 0x8 // RST_STREAM's CANCEL
 
+	settingHeaderTableSize      = 0x1
 	settingEnablePush           = 0x2
 	settingMaxConcurrentStreams = 0x3
 	settingInitialWindowSize    = 0x4
+	settingMaxFrameSize         = 0x5
 	settingMaxHeaderListSize    = 0x6
+
+	// defaultHeaderTableSize is SETTINGS_HEADER_TABLE_SIZE's default: the HPACK table each side may use
+	// until the other says otherwise, and the most ours ever uses, whatever more a server allows.
+	defaultHeaderTableSize = 4096
+	// maxFrameSizeLimit is the largest SETTINGS_MAX_FRAME_SIZE a server may announce.
+	maxFrameSizeLimit = 1<<24 - 1
 )
 
 // errorCodes are the names of HTTP/2 error codes, as RST_STREAM and GOAWAY carry them.
@@ -151,6 +159,7 @@ type Client struct {
 	// current stream, and flow control.
 	stream       uint32
 	prefaceSent  bool
+	settingsSeen bool // the server's first SETTINGS came: the table our header blocks may use is known
 	enc          *hpack.Encoder
 	encoded      bytes.Buffer
 	readAny      bool
@@ -173,7 +182,12 @@ func NewClient(conn net.Conn) *Client {
 	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, frameHeaderLen+MaxFrameSize),
 		stream: 1, maxStreams: maxStreamID, sendWindow: InitialSendWindow, streamWindow: InitialSendWindow}
 	c.enc = hpack.NewEncoder(&c.encoded)
-	c.dec = hpack.NewDecoder(4096, func(f hpack.HeaderField) { // 4096: SETTINGS_HEADER_TABLE_SIZE's default
+	c.enc.SetMaxDynamicTableSizeLimit(defaultHeaderTableSize)
+	// Until the server's SETTINGS say how large a table it keeps, our header blocks use none: x/net's
+	// server decodes with the table it announces from the start, not from our ACK, and a field
+	// repeated in the first block would refer to an entry it never kept.
+	c.enc.SetMaxDynamicTableSize(0)
+	c.dec = hpack.NewDecoder(defaultHeaderTableSize, func(f hpack.HeaderField) { // we announce no other size
 		c.blockSize += len(f.Name) + len(f.Value) + 32
 		if c.blockSize > MaxHeaderListBytes {
 			c.tooLarge = true
@@ -389,14 +403,27 @@ func (c *Client) Cancel() error {
 	return err
 }
 
-// settings acknowledges the server's SETTINGS, and notes the two that limit our next requests.
+// settings acknowledges the server's SETTINGS, and notes those that shape our next requests: the
+// streams and window they may use, and the HPACK table their header blocks may refer to. A server
+// that lowers SETTINGS_HEADER_TABLE_SIZE decodes our next header block with the smaller table: the
+// encoder drops what no longer fits and starts that block with a Dynamic Table Size Update (RFC 7541
+// §4.2, RFC 9113 §6.5.2), so the entries it refers to are those the server kept.
 func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
 	if stream != 0 || len(payload)%6 != 0 || (flags&flagAck != 0 && len(payload) != 0) {
 		return errors.New("HTTP/2 protocol error: malformed SETTINGS frame")
 	}
+	if flags&flagAck == 0 && !c.settingsSeen {
+		c.settingsSeen = true
+		c.setHeaderTableSize(defaultHeaderTableSize) // what the server keeps unless this frame says otherwise
+	}
 	for p := payload; len(p) >= 6; p = p[6:] {
-		value := binary.BigEndian.Uint32(p[2:])
-		switch binary.BigEndian.Uint16(p) {
+		id, value := binary.BigEndian.Uint16(p), binary.BigEndian.Uint32(p[2:])
+		if err := validSetting(id, value); err != nil {
+			return err
+		}
+		switch id {
+		case settingHeaderTableSize:
+			c.setHeaderTableSize(value)
 		case settingMaxConcurrentStreams:
 			c.maxStreams = value
 		case settingInitialWindowSize:
@@ -405,6 +432,35 @@ func (c *Client) settings(flags byte, stream uint32, payload []byte) error {
 	}
 	if flags&flagAck == 0 {
 		c.pending = appendFrame(c.pending, frameSettings, flagAck, 0, nil)
+	}
+	return nil
+}
+
+// setHeaderTableSize makes the encoder's table the server's new size, or defaultHeaderTableSize when
+// the server allows more: the encoder's limit. A smaller table goes through an empty one: the next
+// block then starts with the updates 0 and the new size, which x/net's decoder takes, where it refuses
+// a second update after one that left entries in the table (a size lowered, then raised, before the
+// next block). A size that stays costs no update.
+func (c *Client) setHeaderTableSize(value uint32) {
+	size := min(value, defaultHeaderTableSize)
+	if size < c.enc.MaxDynamicTableSize() {
+		c.enc.SetMaxDynamicTableSize(0)
+	}
+	if size != c.enc.MaxDynamicTableSize() {
+		c.enc.SetMaxDynamicTableSize(size)
+	}
+}
+
+// validSetting checks a setting's value against the bounds of RFC 9113 §6.5.2, as x/net's Setting.Valid
+// does: a server that announces a window or frame size it cannot mean is not one to read on.
+func validSetting(id uint16, value uint32) error {
+	switch {
+	case id == settingEnablePush && value > 1:
+		return fmt.Errorf("HTTP/2 protocol error: SETTINGS_ENABLE_PUSH of %d", value)
+	case id == settingInitialWindowSize && value > maxWindow:
+		return fmt.Errorf("HTTP/2 flow-control error: SETTINGS_INITIAL_WINDOW_SIZE of %d, over %d", value, maxWindow)
+	case id == settingMaxFrameSize && (value < MaxFrameSize || value > maxFrameSizeLimit):
+		return fmt.Errorf("HTTP/2 protocol error: SETTINGS_MAX_FRAME_SIZE of %d, outside %d-%d", value, MaxFrameSize, maxFrameSizeLimit)
 	}
 	return nil
 }

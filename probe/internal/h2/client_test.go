@@ -16,6 +16,7 @@ type scriptedConn struct {
 	answer   *bytes.Reader
 	chunk    int
 	written  int
+	sent     []byte // what the client wrote
 }
 
 func (c *scriptedConn) Read(p []byte) (int, error) {
@@ -24,7 +25,11 @@ func (c *scriptedConn) Read(p []byte) (int, error) {
 	}
 	return c.answer.Read(p)
 }
-func (c *scriptedConn) Write(p []byte) (int, error)     { c.written += len(p); return len(p), nil }
+func (c *scriptedConn) Write(p []byte) (int, error) {
+	c.written += len(p)
+	c.sent = append(c.sent, p...)
+	return len(p), nil
+}
 func (c *scriptedConn) SetReadDeadline(time.Time) error { return nil }
 
 // wellFormedAnswer is a well-formed answer: SETTINGS, PING, headers, a message split in two DATA frames

@@ -31,8 +31,10 @@ type Response struct {
 }
 
 // ReadResponse reads the status line and headers of the final answer, skipping a few interim 1xx
-// ones, and frames the body as RFC 9112 section 6.3 says.
-func ReadResponse(r *bufio.Reader, head bool) (*Response, error) {
+// ones, and frames the body as RFC 9112 section 6.3 says. budget, when not nil, is the Budget that r
+// reads through: a chunked body gives its framing back to it (see chunkedReader), so that the budget
+// set for the body counts the body's own bytes, however they are chunked.
+func ReadResponse(r *bufio.Reader, budget *Budget, head bool) (*Response, error) {
 	text := textproto.NewReader(r)
 	for interim := 0; ; interim++ {
 		line, err := readStatusLine(r)
@@ -61,7 +63,7 @@ func ReadResponse(r *bufio.Reader, head bool) (*Response, error) {
 			}
 			continue
 		}
-		resp.Body, err = bodyReader(r, resp, head)
+		resp.Body, err = bodyReader(r, budget, resp, head)
 		resp.chunked, _ = resp.Body.(*chunkedReader)
 		resp.KeepAlive = err == nil && strings.HasPrefix(line, "HTTP/1.1 ") && resp.Body != io.Reader(r) &&
 			!hasToken(resp.Header.Values("Connection"), "close")
@@ -102,7 +104,7 @@ func Drain(r *bufio.Reader, resp *Response) bool {
 	if resp.chunked != nil {
 		for { // trailer fields, then the empty line that ends the answer
 			line, err := r.ReadSlice('\n')
-			if err != nil {
+			if err != nil || resp.chunked.framing(len(line), 0) != nil {
 				return false
 			}
 			if len(bytes.TrimRight(line, "\r\n")) == 0 {
@@ -141,7 +143,7 @@ func notHTTP(line string) error {
 }
 
 // bodyReader frames the body: none, chunked, Content-Length bytes, or up to the connection's close.
-func bodyReader(r *bufio.Reader, resp *Response, head bool) (io.Reader, error) {
+func bodyReader(r *bufio.Reader, budget *Budget, resp *Response, head bool) (io.Reader, error) {
 	if head || resp.StatusCode == 204 || resp.StatusCode == 304 || resp.StatusCode == 101 {
 		return strings.NewReader(""), nil
 	}
@@ -149,7 +151,7 @@ func bodyReader(r *bufio.Reader, resp *Response, head bool) (io.Reader, error) {
 		if !strings.EqualFold(strings.TrimSpace(codings[len(codings)-1]), "chunked") {
 			return nil, fmt.Errorf("unsupported Transfer-Encoding %q", strings.Join(codings, ", "))
 		}
-		return &chunkedReader{r: r}, nil
+		return &chunkedReader{r: r, budget: budget}, nil
 	}
 	if values := resp.Header.Values("Content-Length"); len(values) > 0 {
 		n, err := contentLength(values)
@@ -192,6 +194,13 @@ type Budget struct {
 // ErrBudgetSpent is a read past a budget: for a head, an error; for a body, the end of what we look at.
 var ErrBudgetSpent = errors.New("read limit reached")
 
+// giveBack returns n bytes read to the budget, if there is one.
+func (b *Budget) giveBack(n int) {
+	if b != nil {
+		b.Left += int64(n)
+	}
+}
+
 func (b *Budget) Read(p []byte) (int, error) {
 	if b.Left <= 0 {
 		return 0, ErrBudgetSpent
@@ -201,11 +210,22 @@ func (b *Budget) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// chunkedReader decodes a chunked body (RFC 9112 section 7.1); trailers are not read.
+// maxExcessFraming is how far a chunked body's framing may run ahead of what net/http allows it (16
+// bytes a chunk and twice the chunk's data): net/http's limit, so that we refuse no body it reads.
+const maxExcessFraming = 16 << 10
+
+// chunkedReader decodes a chunked body (RFC 9112 section 7.1); Drain reads its trailers.
+//
+// Its framing — the chunk-size lines with their extensions, the CRLF after each chunk, the trailers —
+// goes back to the budget as it is read: the budget counts the body's data alone, so that what it
+// allows of a body is the same whether the body comes in one chunk, in chunks of 7 bytes or of one
+// (5 bytes of framing for each byte of data). The framing is bounded instead as net/http bounds it.
 type chunkedReader struct {
-	r    *bufio.Reader
-	left uint64 // bytes left in the current chunk
-	done bool
+	r      *bufio.Reader
+	budget *Budget // nil: none to give back to
+	left   uint64  // bytes left in the current chunk
+	excess int64   // framing beyond what the chunks so far allow, as net/http counts it
+	done   bool
 }
 
 func (c *chunkedReader) Read(p []byte) (int, error) {
@@ -213,17 +233,8 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if c.left == 0 {
-		line, err := c.r.ReadSlice('\n')
-		if err != nil {
-			return 0, fmt.Errorf("chunked body: %w", unexpectedEOF(err))
-		}
-		size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
-		if c.left, err = strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 63); err != nil {
-			return 0, fmt.Errorf("chunked body: bad chunk size %q", size)
-		}
-		if c.left == 0 {
-			c.done = true
-			return 0, io.EOF
+		if err := c.chunkSize(); err != nil || c.done {
+			return 0, err
 		}
 	}
 	n, err := c.r.Read(p[:min(uint64(len(p)), c.left)])
@@ -233,8 +244,43 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 		if _, err = io.ReadFull(c.r, crlf[:]); err == nil && string(crlf[:]) != "\r\n" {
 			err = errors.New("chunked body: no CRLF after a chunk")
 		}
+		c.budget.giveBack(len(crlf))
 	}
 	return n, unexpectedEOF(err)
+}
+
+// chunkSize reads the next chunk-size line: the chunk's size, or the end of the body (io.EOF).
+func (c *chunkedReader) chunkSize() error {
+	line, err := c.r.ReadSlice('\n')
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return fmt.Errorf("chunked body: a chunk-size line over %d bytes", c.r.Size())
+	case err != nil:
+		return fmt.Errorf("chunked body: %w", unexpectedEOF(err))
+	}
+	size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
+	if c.left, err = strconv.ParseUint(string(bytes.TrimSpace(size)), 16, 63); err != nil {
+		return fmt.Errorf("chunked body: bad chunk size %q", size)
+	}
+	c.done = c.left == 0
+	if !c.done {
+		c.excess += 2 // the CRLF the chunk ends with, given back once read
+	}
+	if err = c.framing(len(line), c.left); err == nil && c.done {
+		err = io.EOF
+	}
+	return err
+}
+
+// framing counts n bytes of framing read, of a chunk of size bytes, gives them back to the budget, and
+// refuses a body whose framing runs too far ahead of its data.
+func (c *chunkedReader) framing(n int, size uint64) error {
+	c.excess = max(c.excess+int64(n)-16-2*int64(min(size, 1<<40)), 0)
+	if c.excess > maxExcessFraming {
+		return errors.New("chunked body: too much framing for its data (chunk extensions or trailers)")
+	}
+	c.budget.giveBack(n)
+	return nil
 }
 
 // unexpectedEOF turns an EOF inside a framed body into the error it is.

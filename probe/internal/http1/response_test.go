@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 // read parses answer as the probe does, with budget bytes for the head, and reads its whole body.
 func read(answer string, head bool, budget int64) (*Response, string, error) {
 	r := bufio.NewReaderSize(&Budget{R: strings.NewReader(answer), Left: budget}, 64)
-	resp, err := ReadResponse(r, head)
+	resp, err := ReadResponse(r, nil, head)
 	if err != nil {
 		return nil, "", err
 	}
@@ -73,6 +74,49 @@ func TestReadResponseRejects(t *testing.T) {
 	}
 }
 
+// TestChunkedFramingGoesBackToTheBudget: the budget of a chunked body counts its data alone, whatever
+// its chunks: a budget of what the reader holds (a line of framing, which goes back once read whole)
+// and 20 bytes more reads a body of 10 bytes to the end of its trailers, and of a body of 100 bytes at
+// least 20 and at most the budget.
+func TestChunkedFramingGoesBackToTheBudget(t *testing.T) {
+	const readerSize = 16
+	framings := []struct {
+		name  string
+		frame func(data string) string
+	}{
+		{"one chunk", func(data string) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(data), data) }},
+		{"1-byte chunks", func(data string) string { return strings.Repeat("1\r\nx\r\n", len(data)) + "0\r\n\r\n" }},
+		{"1-byte chunks with extensions and trailers", func(data string) string {
+			return strings.Repeat("1;e=\"v\"\r\nx\r\n", len(data)) + "0;last\r\nX-T: 1\r\nX-U: 2\r\n\r\n"
+		}},
+	}
+	for _, framing := range framings {
+		t.Run(framing.name, func(t *testing.T) {
+			read := func(data string) (*bufio.Reader, *chunkedReader, []byte, error) {
+				source := &Budget{R: strings.NewReader(framing.frame(data)), Left: readerSize + 20}
+				r := bufio.NewReaderSize(source, readerSize)
+				body := &chunkedReader{r: r, budget: source}
+				read, err := io.ReadAll(body)
+				return r, body, read, err
+			}
+			r, body, data, err := read(strings.Repeat("x", 10))
+			require.NoError(t, err)
+			assert.Len(t, data, 10)
+			assert.True(t, Drain(r, &Response{Body: body, KeepAlive: true, chunked: body}), "read to the end of the trailers")
+
+			_, _, data, err = read(strings.Repeat("x", 100))
+			assert.ErrorIs(t, err, ErrBudgetSpent)
+			assert.GreaterOrEqual(t, len(data), 20)
+			assert.LessOrEqual(t, len(data), readerSize+20)
+		})
+	}
+}
+
+func TestChunkSizeLineTooLong(t *testing.T) {
+	_, _, err := read("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;"+strings.Repeat("e", 100)+"\r\nx\r\n0\r\n\r\n", false, 1<<20)
+	assert.EqualError(t, err, "chunked body: a chunk-size line over 64 bytes")
+}
+
 func TestBudgetEndsTheHead(t *testing.T) {
 	_, _, err := read("HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("h", 1000)+"\r\n\r\n", false, 100)
 	assert.ErrorIs(t, err, ErrBudgetSpent)
@@ -95,7 +139,7 @@ func FuzzReadResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, answer string, head bool) {
 		const budget = 256
 		source := &Budget{R: strings.NewReader(answer), Left: budget}
-		resp, err := ReadResponse(bufio.NewReaderSize(source, 16), head)
+		resp, err := ReadResponse(bufio.NewReaderSize(source, 16), source, head)
 		if err != nil {
 			return
 		}
@@ -130,7 +174,7 @@ func TestDrain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := bufio.NewReader(strings.NewReader(tt.answer))
-			resp, err := ReadResponse(r, false)
+			resp, err := ReadResponse(r, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}
