@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
@@ -151,7 +152,7 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		// before it closed the connection: read that, briefly, instead of reporting a broken pipe.
 		awaitClosingReason(ctx, conn)
 	}
-	resp, err := client.ReadResponse(grpchealth.MaxMessageBytes + grpchealth.PrefixBytes)
+	resp, err := client.ReadResponse(grpchealth.MaxMessageBytes + grpcwire.PrefixBytes)
 	if err != nil && writeErr != nil && !informative(err) {
 		err = writeErr
 	}
