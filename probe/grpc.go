@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/health-check-proxy/health-check-proxy/internal/httpsyntax"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
@@ -219,58 +220,11 @@ func httpStatus(status string) string {
 	if status == "" {
 		return "answer without :status"
 	}
-	reason := ""
-	switch status {
-	case "204":
-		reason = "No Content"
-	case "301":
-		reason = "Moved Permanently"
-	case "302":
-		reason = "Found"
-	case "304":
-		reason = "Not Modified"
-	case "307":
-		reason = "Temporary Redirect"
-	case "308":
-		reason = "Permanent Redirect"
-	case "400":
-		reason = "Bad Request"
-	case "401":
-		reason = "Unauthorized"
-	case "403":
-		reason = "Forbidden"
-	case "404":
-		reason = "Not Found"
-	case "405":
-		reason = "Method Not Allowed"
-	case "408":
-		reason = "Request Timeout"
-	case "413":
-		reason = "Content Too Large"
-	case "415":
-		reason = "Unsupported Media Type"
-	case "421":
-		reason = "Misdirected Request"
-	case "429":
-		reason = "Too Many Requests"
-	case "431":
-		reason = "Request Header Fields Too Large"
-	case "500":
-		reason = "Internal Server Error"
-	case "501":
-		reason = "Not Implemented"
-	case "502":
-		reason = "Bad Gateway"
-	case "503":
-		reason = "Service Unavailable"
-	case "504":
-		reason = "Gateway Timeout"
-	case "505":
-		reason = "HTTP Version Not Supported"
-	default:
-		return status
+	code, err := strconv.Atoi(status)
+	if reason := httpsyntax.StatusText(code); err == nil && len(status) == 3 && reason != "" {
+		return status + " " + reason
 	}
-	return status + " " + reason
+	return status
 }
 
 // grpcStatusOutcome judges a non-OK grpc-status (or a missing one).
