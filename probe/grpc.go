@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -110,7 +111,7 @@ func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	tlsConn, err := handshake(ctx, c, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
 	if err != nil {
 		tcpConn.Close()
-		return nil, nil, explainTLSAlert(err)
+		return nil, nil, explainH2Refused(err)
 	}
 	if protocol := tlsConn.ConnectionState().NegotiatedProtocol; protocol != "h2" {
 		tcpConn.Close()
@@ -212,6 +213,16 @@ func explainNotHTTP2(err error) error {
 		return errors.New("the server speaks TLS, not h2c (use grpcs://)")
 	}
 	return errors.New("not a gRPC server: " + notHTTP2.Reason)
+}
+
+// explainH2Refused words a failed handshake of a gRPC target: a server that refused the one protocol
+// we offered, ALPN h2, with an alert is no gRPC server; any other alert is explainTLSAlert's.
+func explainH2Refused(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" && strings.HasSuffix(opErr.Error(), "no application protocol") {
+		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
+	}
+	return explainTLSAlert(err)
 }
 
 // httpStatus is an HTTP/2 :status with the reason phrase that HTTP/2 no longer sends, for the statuses

@@ -89,7 +89,7 @@ func (f TLSOptions) withSVID(base *tls.Config, svid *clientSVID) (*tls.Config, e
 	if f.CACert != "" {
 		return config, nil // -cacert wins: Load verifies the server with it already
 	}
-	config.RootCAs = svid.bundles.byDomain[mustParseSPIFFEID(svid.id).trustDomain]
+	config.RootCAs = svid.bundles.byDomain[parseCheckedSPIFFEID(svid.id).trustDomain]
 	if len(f.SPIFFEIDs) > 0 {
 		if err := verifyBySPIFFEID(config, f.SPIFFEIDs, svid.bundles); err != nil {
 			return nil, err
@@ -98,8 +98,8 @@ func (f TLSOptions) withSVID(base *tls.Config, svid *clientSVID) (*tls.Config, e
 	return config, nil
 }
 
-// mustParseSPIFFEID parses an ID that svidMaterial has checked.
-func mustParseSPIFFEID(s string) spiffeID {
+// parseCheckedSPIFFEID parses an ID that svidMaterial has checked already, so it cannot fail.
+func parseCheckedSPIFFEID(s string) spiffeID {
 	id, _ := parseSPIFFEID(s)
 	return id
 }
