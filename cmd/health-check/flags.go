@@ -230,7 +230,7 @@ var legacyFlags = []string{"scheme", "host", "statusPort", "path"}
 // targetVariablesReplaced are the target-building variables that the command line's own target makes
 // the probe ignore, so that a shared env: block never turns one probe's command line into a conflict,
 // nor quietly into a target that is half the block's: a target on the command line (the argument,
-// -url, or any of the original tool's flags) replaces them all, as DESIGN.md's contract says. A
+// -url, or any of the original tool's flags) replaces them all, as docs/behaviour.md says. A
 // probe that names only -path on its command line therefore gets localhost's default port, not a
 // HEALTH_CHECK_STATUS_PORT from the block: its command line says the whole target.
 func (f *flagSet) targetVariablesReplaced(set map[string]bool) map[string]bool {
