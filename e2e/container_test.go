@@ -20,7 +20,8 @@ type probeCase struct {
 	want int
 }
 
-// failureWord is the word the probe's one stderr line starts with, per exit code (DESIGN.md).
+// failureWord is the word the probe's one stderr line starts with, per exit code (README.md, "Exit
+// codes").
 var failureWord = map[int]string{1: "unhealthy", 3: "unreachable", 64: "usage"}
 
 func withMTLS(args ...string) []string {

@@ -10,11 +10,14 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/health-check-proxy/health-check-proxy/internal/httpsyntax"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
@@ -133,7 +136,7 @@ func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	tlsConn, err := handshake(ctx, c, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
 	if err != nil {
 		tcpConn.Close()
-		return nil, nil, explainTLSAlert(err)
+		return nil, nil, explainH2Refused(err)
 	}
 	if protocol := tlsConn.ConnectionState().NegotiatedProtocol; protocol != "h2" {
 		tcpConn.Close()
@@ -176,7 +179,7 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		// before it closed the connection: read that, briefly, instead of reporting a broken pipe.
 		awaitClosingReason(ctx, conn)
 	}
-	resp, err := client.ReadResponse(grpchealth.MaxMessageBytes + grpchealth.PrefixBytes)
+	resp, err := client.ReadResponse(grpchealth.MaxMessageBytes + grpcwire.PrefixBytes)
 	if err != nil && writeErr != nil && !informative(err) {
 		err = writeErr
 	}
@@ -237,64 +240,27 @@ func explainNotHTTP2(err error) error {
 	return errors.New("not a gRPC server: " + notHTTP2.Reason)
 }
 
+// explainH2Refused words a failed handshake of a gRPC target: a server that refused the one protocol
+// we offered, ALPN h2, with an alert is no gRPC server; any other alert is explainTLSAlert's.
+func explainH2Refused(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" && strings.HasSuffix(opErr.Error(), "no application protocol") {
+		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
+	}
+	return explainTLSAlert(err)
+}
+
 // httpStatus is an HTTP/2 :status with the reason phrase that HTTP/2 no longer sends, for the statuses
 // that a gRPC path may meet on a server or proxy that is not gRPC.
 func httpStatus(status string) string {
 	if status == "" {
 		return "answer without :status"
 	}
-	reason := ""
-	switch status {
-	case "204":
-		reason = "No Content"
-	case "301":
-		reason = "Moved Permanently"
-	case "302":
-		reason = "Found"
-	case "304":
-		reason = "Not Modified"
-	case "307":
-		reason = "Temporary Redirect"
-	case "308":
-		reason = "Permanent Redirect"
-	case "400":
-		reason = "Bad Request"
-	case "401":
-		reason = "Unauthorized"
-	case "403":
-		reason = "Forbidden"
-	case "404":
-		reason = "Not Found"
-	case "405":
-		reason = "Method Not Allowed"
-	case "408":
-		reason = "Request Timeout"
-	case "413":
-		reason = "Content Too Large"
-	case "415":
-		reason = "Unsupported Media Type"
-	case "421":
-		reason = "Misdirected Request"
-	case "429":
-		reason = "Too Many Requests"
-	case "431":
-		reason = "Request Header Fields Too Large"
-	case "500":
-		reason = "Internal Server Error"
-	case "501":
-		reason = "Not Implemented"
-	case "502":
-		reason = "Bad Gateway"
-	case "503":
-		reason = "Service Unavailable"
-	case "504":
-		reason = "Gateway Timeout"
-	case "505":
-		reason = "HTTP Version Not Supported"
-	default:
-		return status
+	code, err := strconv.Atoi(status)
+	if reason := httpsyntax.StatusText(code); err == nil && len(status) == 3 && reason != "" {
+		return status + " " + reason
 	}
-	return status + " " + reason
+	return status
 }
 
 // grpcStatusOutcome judges a non-OK grpc-status (or a missing one).

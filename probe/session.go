@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/rawconn"
@@ -245,9 +244,7 @@ func stampOf(path string) fileStamp {
 		return fileStamp{err: err.Error()}
 	}
 	stamp := fileStamp{size: info.Size(), modified: info.ModTime()}
-	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
-		stamp.inode, stamp.device = uint64(sys.Ino), uint64(sys.Dev)
-	}
+	stamp.inode, stamp.device = fileIdentity(info)
 	return stamp
 }
 

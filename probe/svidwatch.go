@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/health-check-proxy/health-check-proxy/probe/internal/workloadapi"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 )
 
 // A Session keeps the Workload API's FetchX509SVID stream open, as go-spiffe's X509Source does: the
@@ -157,7 +157,7 @@ func (w *svidWatcher) stream(ctx context.Context, got func(*clientSVID)) error {
 			return fmt.Errorf("the Workload API at %s ended the stream", w.addr)
 		}
 		// The agent sends the next message at the next rotation.
-		if err := client.ReadMore(resp, workloadapi.MessageBytes(resp.Body), maxStreamBody, workloadapi.MessageComplete); err != nil {
+		if err := client.ReadMore(resp, grpcwire.MessageBytes(resp.Body), maxStreamBody, grpcwire.MessageComplete); err != nil {
 			return fmt.Errorf("the Workload API at %s: %w", w.addr, err)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -362,13 +361,11 @@ func awaitClosingReason(ctx context.Context, conn net.Conn) {
 
 // explainTLSAlert words a TLS alert from the server, which ends the connection: in the handshake, or
 // after it in TLS 1.3, where a server rejects our client certificate only once the handshake is over.
+// What an alert says of the protocol we offered is the caller's to word (explainH2Refused).
 func explainTLSAlert(err error) error {
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) || opErr.Op != "remote error" {
 		return err
-	}
-	if strings.HasSuffix(opErr.Error(), "no application protocol") {
-		return fmt.Errorf("not a gRPC server: it does not speak HTTP/2 over TLS (ALPN h2): %w", opErr)
 	}
 	return fmt.Errorf("the server closed the connection: %w", opErr)
 }

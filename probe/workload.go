@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/workloadapi"
 )
@@ -88,7 +89,7 @@ func (f TLSOptions) withSVID(base *tls.Config, svid *clientSVID) (*tls.Config, e
 	if f.CACert != "" {
 		return config, nil // -cacert wins: Load verifies the server with it already
 	}
-	config.RootCAs = svid.bundles.byDomain[mustParseSPIFFEID(svid.id).trustDomain]
+	config.RootCAs = svid.bundles.byDomain[parseCheckedSPIFFEID(svid.id).trustDomain]
 	if len(f.SPIFFEIDs) > 0 {
 		if err := verifyBySPIFFEID(config, f.SPIFFEIDs, svid.bundles); err != nil {
 			return nil, err
@@ -97,8 +98,8 @@ func (f TLSOptions) withSVID(base *tls.Config, svid *clientSVID) (*tls.Config, e
 	return config, nil
 }
 
-// mustParseSPIFFEID parses an ID that svidMaterial has checked.
-func mustParseSPIFFEID(s string) spiffeID {
+// parseCheckedSPIFFEID parses an ID that svidMaterial has checked already, so it cannot fail.
+func parseCheckedSPIFFEID(s string) spiffeID {
 	id, _ := parseSPIFFEID(s)
 	return id
 }
@@ -195,7 +196,7 @@ func dialWorkloadAPI(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // maxStreamBody is the most of the stream's body we hold at a time: one message, prefix included.
-const maxStreamBody = workloadapi.MaxMessageBytes + grpchealth.PrefixBytes
+const maxStreamBody = workloadapi.MaxMessageBytes + grpcwire.PrefixBytes
 
 // startX509SVIDStream calls FetchX509SVID on conn, a new connection to the agent, and reads the
 // stream's answer up to its first message, which resp.Body then starts with (unless the answer is an
@@ -222,7 +223,7 @@ func startX509SVIDStream(ctx context.Context, conn net.Conn, userAgent string) (
 	if writeErr != nil {
 		awaitClosingReason(ctx, conn) // what answered and closed said why, perhaps: read it briefly
 	}
-	resp, err := client.ReadResponseUntil(maxStreamBody, workloadapi.MessageComplete)
+	resp, err := client.ReadResponseUntil(maxStreamBody, grpcwire.MessageComplete)
 	if err != nil {
 		if writeErr != nil && !informative(err) {
 			err = writeErr
@@ -242,7 +243,7 @@ func decodeWorkloadAPIAnswer(resp *h2.Response) (*workloadapi.X509SVIDResponse, 
 		return nil, fmt.Errorf("not a gRPC server: content-type %q", ct)
 	}
 	code, message := h2.Get(resp.Header, "grpc-status"), h2.Get(resp.Header, "grpc-message")
-	if code == "" && !workloadapi.MessageComplete(resp.Body) {
+	if code == "" && !grpcwire.MessageComplete(resp.Body) {
 		code, message = h2.Get(resp.Trailer, "grpc-status"), h2.Get(resp.Trailer, "grpc-message")
 		if code == "" || code == "0" {
 			return nil, errors.New("the stream ended without a message")

@@ -1,6 +1,7 @@
 package httpsyntax
 
 import (
+	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,4 +27,22 @@ func TestIsFieldValue(t *testing.T) {
 		assert.False(t, IsFieldValue(bad), "%q", bad)
 		assert.False(t, IsFieldValue([]byte(bad)), "%q as bytes", bad)
 	}
+}
+
+// TestStatusText: every phrase the table names is net/http's (413 by RFC 9110's name, where net/http
+// keeps RFC 7231's "Request Entity Too Large"), and a status it does not name has none.
+func TestStatusText(t *testing.T) {
+	named := 0
+	for status := 100; status < 600; status++ {
+		if text := StatusText(status); text != "" {
+			if status != 413 {
+				assert.Equal(t, http.StatusText(status), text, "%d", status)
+			}
+			named++
+		}
+	}
+	assert.Equal(t, 24, named, "the statuses named")
+	assert.Equal(t, "Content Too Large", StatusText(413))
+	assert.Empty(t, StatusText(299))
+	assert.Empty(t, StatusText(-1))
 }

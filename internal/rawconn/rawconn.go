@@ -10,8 +10,9 @@
 // RawConn.Read and RawConn.Write wait for readiness on the netpoller, deadlines included, exactly as
 // net.Conn does. See bench/README.md for the measurement.
 //
-// Linux only: the raw read(2) and write(2) of other systems differ. Elsewhere Wrap returns conn as it
-// is.
+// Linux only: the raw read(2) and write(2) of other systems differ. Elsewhere (raw_other.go) Wrap
+// returns conn as it is, and Quiet peeks through the syscall package on other Unix systems and takes
+// every connection as quiet on Windows, which has no such peek (peek_other.go).
 package rawconn
 
 import (

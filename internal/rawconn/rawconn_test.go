@@ -167,6 +167,9 @@ func TestWriteToClosedPeer(t *testing.T) {
 }
 
 func TestQuiet(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no peek: Quiet takes every connection as quiet")
+	}
 	ours, peer := pair(t, "tcp")
 	assert.True(t, Quiet(ours), "open, nothing sent")
 	_, err := peer.Write([]byte("x"))

@@ -197,29 +197,6 @@ type response struct {
 	close       bool   // the connection closes after it: Connection: close
 }
 
-// statusText are the reason phrases of the statuses the server sends.
-func statusText(status int) string {
-	switch status {
-	case 200:
-		return "OK"
-	case 400:
-		return "Bad Request"
-	case 404:
-		return "Not Found"
-	case 405:
-		return "Method Not Allowed"
-	case 408:
-		return "Request Timeout"
-	case 431:
-		return "Request Header Fields Too Large"
-	case 503:
-		return "Service Unavailable"
-	case 505:
-		return "HTTP Version Not Supported"
-	}
-	return "Status"
-}
-
 // httpDate is the format of the Date header (RFC 9110, IMF-fixdate).
 const httpDate = "Mon, 02 Jan 2006 15:04:05 GMT"
 
@@ -228,7 +205,7 @@ func appendResponse(b []byte, resp *response, head bool, now time.Time) []byte {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(resp.status), 10)
 	b = append(b, ' ')
-	b = append(b, statusText(resp.status)...)
+	b = append(b, httpsyntax.StatusText(resp.status)...)
 	b = append(b, "\r\nDate: "...)
 	b = now.UTC().AppendFormat(b, httpDate)
 	contentType := resp.contentType

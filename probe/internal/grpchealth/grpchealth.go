@@ -1,16 +1,17 @@
 // Package grpchealth is the wire format of the gRPC health protocol (grpc.health.v1): the request and
-// response messages, their length-prefixed framing, the status names a failure line quotes, and the
-// grpc-timeout header. The request and the response have one field each, so they are encoded here by
-// hand instead of linking grpc-go and protobuf into a binary that runs in every pod every few seconds;
-// the tests check them against the real protobuf code.
+// response messages, the status names a failure line quotes, and the grpc-timeout header. The request
+// and the response have one field each, so they are encoded here by hand, on grpcwire's framing and
+// protobuf rules, instead of linking grpc-go and protobuf into a binary that runs in every pod every
+// few seconds; the tests check them against the real protobuf code.
 package grpchealth
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 )
 
 // CheckPath is the HTTP/2 :path of grpc.health.v1.Health/Check.
@@ -18,9 +19,6 @@ const CheckPath = "/grpc.health.v1.Health/Check"
 
 // MaxMessageBytes bounds the answer we read: a HealthCheckResponse is 2 bytes.
 const MaxMessageBytes = 4 << 10
-
-// PrefixBytes is the length of gRPC's message prefix: a compressed flag and a big-endian length.
-const PrefixBytes = 5
 
 // ServingStatus is grpc.health.v1.HealthCheckResponse.ServingStatus.
 type ServingStatus int
@@ -84,74 +82,31 @@ func Timeout(d time.Duration) string {
 func EncodeRequest(service string) []byte {
 	var message []byte
 	if service != "" {
+		message = make([]byte, 0, 1+binary.MaxVarintLen64+len(service))
 		message = append(message, 0x0a) // field 1, wire type 2 (length-delimited)
 		message = binary.AppendUvarint(message, uint64(len(service)))
 		message = append(message, service...)
 	}
-	frame := make([]byte, PrefixBytes, PrefixBytes+len(message))
-	binary.BigEndian.PutUint32(frame[1:], uint32(len(message))) // frame[0] = 0: not compressed
-	return append(frame, message...)
+	return grpcwire.AppendMessage(make([]byte, 0, grpcwire.PrefixBytes+len(message)), message)
 }
 
+// responseSchema is HealthCheckResponse: status = 1, an enum.
+var responseSchema = grpcwire.Schema{1: grpcwire.Varint}
+
 // DecodeResponse reads one length-prefixed gRPC message holding a HealthCheckResponse and returns its
-// status (field 1, an enum). Unknown fields are skipped, as proto3 requires.
+// status. The answer to a unary call is that one message, and nothing after it.
 func DecodeResponse(frame []byte) (ServingStatus, error) {
-	if len(frame) < PrefixBytes {
-		return 0, errors.New("message shorter than its 5-byte prefix")
+	message, rest, err := grpcwire.FirstMessage(frame, MaxMessageBytes)
+	if err != nil {
+		return 0, err
 	}
-	if frame[0] != 0 {
-		return 0, errors.New("compressed message (none was asked for)")
-	}
-	length := binary.BigEndian.Uint32(frame[1:PrefixBytes])
-	if length > MaxMessageBytes {
-		return 0, fmt.Errorf("message of %d bytes is too long for a health answer", length)
-	}
-	message := frame[PrefixBytes:]
-	if uint32(len(message)) != length {
-		return 0, fmt.Errorf("message is %d bytes, its prefix says %d", len(message), length)
+	if len(rest) > 0 {
+		return 0, fmt.Errorf("message is %d bytes, its prefix says %d", len(frame)-grpcwire.PrefixBytes, len(message))
 	}
 	status := Unknown
-	for len(message) > 0 {
-		key, n := binary.Uvarint(message)
-		if n <= 0 {
-			return 0, errors.New("bad field key")
-		}
-		message = message[n:]
-		field, wireType := key>>3, key&7
-		if field == 0 || field > 1<<29-1 { // protobuf's range of field numbers
-			return 0, fmt.Errorf("field number %d", field)
-		}
-		var value uint64
-		switch wireType {
-		case 0: // varint
-			value, n = binary.Uvarint(message)
-			if n <= 0 {
-				return 0, errors.New("bad varint")
-			}
-		case 1: // 64-bit
-			n = 8
-		case 2: // length-delimited
-			var size uint64
-			size, n = binary.Uvarint(message)
-			if n <= 0 || size > uint64(len(message)-n) {
-				return 0, errors.New("bad length")
-			}
-			n += int(size)
-		case 5: // 32-bit
-			n = 4
-		default:
-			return 0, fmt.Errorf("unsupported wire type %d", wireType)
-		}
-		if n > len(message) {
-			return 0, errors.New("truncated field")
-		}
-		message = message[n:]
-		if field == 1 {
-			if wireType != 0 {
-				return 0, fmt.Errorf("status has wire type %d, want 0", wireType)
-			}
-			status = ServingStatus(int32(value))
-		}
-	}
-	return status, nil
+	err = grpcwire.EachField(message, responseSchema, func(f grpcwire.Field) error {
+		status = ServingStatus(int32(f.Varint)) // the last one wins, as protobuf has it
+		return nil
+	})
+	return status, err
 }

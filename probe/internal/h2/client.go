@@ -227,8 +227,9 @@ func appendFrames(dst []byte, first, rest, last byte, stream uint32, payload []b
 	}
 }
 
-// writeRequest writes the connection preface, our SETTINGS, and the request on stream 1, in one write.
-// fields are written in order, pseudo-header fields first.
+// WriteRequest writes a request on the connection's next stream, in one write: stream 1 after the
+// connection preface and our SETTINGS, then 3, 5, … on a connection kept for more (Reusable). fields
+// are written in order, pseudo-header fields first.
 func (c *Client) WriteRequest(fields []hpack.HeaderField, body []byte) error {
 	if len(body) > InitialSendWindow {
 		return fmt.Errorf("request body of %d bytes is over HTTP/2's initial window of %d", len(body), InitialSendWindow)

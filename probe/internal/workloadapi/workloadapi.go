@@ -1,7 +1,7 @@
 // Package workloadapi is the wire format of the one SPIFFE Workload API call the probe makes,
 // SpiffeWorkloadAPI/FetchX509SVID: its empty request and the first X509SVIDResponse of its stream,
-// decoded by hand from protobuf, as grpchealth does for the health call, instead of linking grpc-go,
-// protobuf and go-spiffe into a binary that runs in every pod every few seconds. The tests check it
+// decoded by hand on grpcwire's framing and protobuf rules, as grpchealth does for the health call,
+// instead of linking grpc-go, protobuf and go-spiffe into a binary that runs in every pod every few seconds. The tests check it
 // against go-spiffe's generated code and its own Workload API client.
 //
 // The messages, from go-spiffe's proto/spiffe/workload/workload.proto:
@@ -22,10 +22,11 @@
 package workloadapi
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 )
 
 // FetchX509SVIDPath is the HTTP/2 :path of SpiffeWorkloadAPI/FetchX509SVID (the service has no
@@ -41,11 +42,8 @@ const SecurityHeader = "workload.spiffe.io"
 // federated bundles may add a few dozen CA certificates each.
 const MaxMessageBytes = 4 << 20
 
-// prefixBytes is gRPC's message prefix: a compressed flag and a big-endian length.
-const prefixBytes = 5
-
 // Request is the framed, empty X509SVIDRequest.
-var Request = []byte{0, 0, 0, 0, 0}
+var Request = grpcwire.AppendMessage(nil, nil)
 
 // X509SVID is one SVID of a response.
 type X509SVID struct {
@@ -63,41 +61,28 @@ type X509SVIDResponse struct {
 	FederatedBundles map[string][]byte // keyed by trust domain ID (spiffe://example.org)
 }
 
-// MessageComplete reports whether body holds a whole gRPC message: its prefix and the length it
-// announces. It is the stop condition of reading the stream's first message.
-func MessageComplete(body []byte) bool {
-	return len(body) >= prefixBytes && uint64(len(body)-prefixBytes) >= uint64(binary.BigEndian.Uint32(body[1:prefixBytes]))
-}
-
-// MessageBytes is the length of body's first message, prefix included: what a reader of the stream
-// has consumed once it decoded that message. body must hold a whole one (MessageComplete).
-func MessageBytes(body []byte) int {
-	return prefixBytes + int(binary.BigEndian.Uint32(body[1:prefixBytes]))
-}
-
-// DecodeResponse decodes the first message of body, gRPC framing included. It rejects compressed
-// messages (we never offer compression), a message over MaxMessageBytes, and malformed protobuf.
+// DecodeResponse decodes the first message of body, gRPC framing included: what follows it is the
+// stream's next message. It rejects compressed messages (we never offer compression), a message over
+// MaxMessageBytes, and malformed protobuf.
 func DecodeResponse(body []byte) (*X509SVIDResponse, error) {
-	if len(body) < prefixBytes {
-		return nil, fmt.Errorf("a message of %d bytes is shorter than gRPC's prefix", len(body))
+	message, _, err := grpcwire.FirstMessage(body, MaxMessageBytes)
+	if err != nil {
+		return nil, err
 	}
-	if body[0] != 0 {
-		return nil, errors.New("a compressed message, though we offered no compression")
-	}
-	n := binary.BigEndian.Uint32(body[1:prefixBytes])
-	if n > MaxMessageBytes {
-		return nil, fmt.Errorf("a message of %d bytes, over the limit of %d", n, MaxMessageBytes)
-	}
-	if uint64(len(body)-prefixBytes) < uint64(n) {
-		return nil, fmt.Errorf("a message cut short: %d of %d bytes", len(body)-prefixBytes, n)
-	}
-	return decodeX509SVIDResponse(body[prefixBytes : prefixBytes+int(n)])
+	return decodeX509SVIDResponse(message)
 }
+
+// The schemas of the messages: every field the probe reads is length-delimited.
+var (
+	responseSchema = grpcwire.Schema{1: grpcwire.Bytes, 2: grpcwire.Bytes, 3: grpcwire.Bytes}
+	svidSchema     = grpcwire.Schema{1: grpcwire.Bytes, 2: grpcwire.Bytes, 3: grpcwire.Bytes, 4: grpcwire.Bytes, 5: grpcwire.Bytes}
+	mapEntrySchema = grpcwire.Schema{1: grpcwire.Bytes, 2: grpcwire.Bytes}
+)
 
 func decodeX509SVIDResponse(msg []byte) (*X509SVIDResponse, error) {
 	resp := &X509SVIDResponse{}
-	err := eachField(msg, func(number int, value []byte) error {
-		switch number {
+	err := grpcwire.EachField(msg, responseSchema, func(f grpcwire.Field) error {
+		switch value := f.Bytes; f.Number {
 		case 1:
 			svid, err := decodeX509SVID(value)
 			if err != nil {
@@ -123,8 +108,8 @@ func decodeX509SVIDResponse(msg []byte) (*X509SVIDResponse, error) {
 
 func decodeX509SVID(msg []byte) (X509SVID, error) {
 	var svid X509SVID
-	err := eachField(msg, func(number int, value []byte) error {
-		switch number {
+	err := grpcwire.EachField(msg, svidSchema, func(f grpcwire.Field) error {
+		switch value := f.Bytes; f.Number {
 		case 1:
 			if !utf8.Valid(value) {
 				return errors.New("spiffe_id is not UTF-8")
@@ -149,8 +134,8 @@ func decodeX509SVID(msg []byte) (X509SVID, error) {
 
 // decodeMapEntry decodes a map<string, bytes> entry: key = 1, value = 2, both optional.
 func decodeMapEntry(msg []byte) (key string, value []byte, err error) {
-	err = eachField(msg, func(number int, v []byte) error {
-		switch number {
+	err = grpcwire.EachField(msg, mapEntrySchema, func(f grpcwire.Field) error {
+		switch v := f.Bytes; f.Number {
 		case 1:
 			if !utf8.Valid(v) {
 				return errors.New("a key that is not UTF-8")
@@ -162,52 +147,4 @@ func decodeMapEntry(msg []byte) (key string, value []byte, err error) {
 		return nil
 	})
 	return key, value, err
-}
-
-// eachField calls fn with the number and value of every length-delimited field of msg, in order, and
-// skips the fields of the other wire types: an unknown field of a newer agent is no error, and a known
-// number with another wire type is an unknown field, as protobuf's own decoder treats it.
-func eachField(msg []byte, fn func(number int, value []byte) error) error {
-	for len(msg) > 0 {
-		tag, n := binary.Uvarint(msg)
-		if n <= 0 {
-			return errors.New("malformed protobuf: bad field tag")
-		}
-		msg = msg[n:]
-		number, wireType := tag>>3, tag&7
-		if number == 0 || number > 1<<29-1 {
-			return fmt.Errorf("malformed protobuf: field number %d", number)
-		}
-		switch wireType {
-		case 0: // varint
-			_, n := binary.Uvarint(msg)
-			if n <= 0 {
-				return errors.New("malformed protobuf: bad varint")
-			}
-			msg = msg[n:]
-		case 1: // 64-bit
-			if len(msg) < 8 {
-				return errors.New("malformed protobuf: a 64-bit field cut short")
-			}
-			msg = msg[8:]
-		case 5: // 32-bit
-			if len(msg) < 4 {
-				return errors.New("malformed protobuf: a 32-bit field cut short")
-			}
-			msg = msg[4:]
-		case 2: // length-delimited
-			length, n := binary.Uvarint(msg)
-			if n <= 0 || length > uint64(len(msg)-n) {
-				return errors.New("malformed protobuf: a length-delimited field cut short")
-			}
-			value := msg[n : n+int(length)]
-			msg = msg[n+int(length):]
-			if err := fn(int(number), value); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("malformed protobuf: wire type %d", wireType)
-		}
-	}
-	return nil
 }

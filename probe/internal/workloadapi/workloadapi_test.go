@@ -101,7 +101,7 @@ func TestDecodeResponseErrors(t *testing.T) {
 		body []byte
 		want string
 	}{
-		"shorter than the prefix": {body: []byte{0, 0, 0}, want: "shorter than gRPC's prefix"},
+		"shorter than the prefix": {body: []byte{0, 0, 0}, want: "shorter than its 5-byte prefix"},
 		"compressed":              {body: append([]byte{1}, frame(valid)[1:]...), want: "compressed"},
 		"cut short":               {body: frame(valid)[:20], want: "cut short"},
 		"over the limit":          {body: []byte{0, 0x7f, 0xff, 0xff, 0xff}, want: "over the limit"},
@@ -119,16 +119,6 @@ func TestDecodeResponseErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
-}
-
-func TestMessageComplete(t *testing.T) {
-	body := frame([]byte("abc"))
-	for i := range body {
-		assert.False(t, MessageComplete(body[:i]), "%d bytes", i)
-	}
-	assert.True(t, MessageComplete(body))
-	assert.True(t, MessageComplete(append(body, 0)), "the next message has begun")
-	assert.Equal(t, len(body), MessageBytes(append(body, frame(nil)...)), "where the next message starts")
 }
 
 // FuzzDecodeResponse: no input panics or reads past its end, and what we accept, protobuf's own
