@@ -164,7 +164,7 @@ func TestKubeletRestartsTheAppOnTheExecProbesFailureAndServeFollowsIt(t *testing
 	}))
 	reason := fmt.Sprintf("unhealthy: GET https://localhost:%d/healthz: 503 Service Unavailable", appPort)
 	log := node.Log("kubelet")
-	assert.Regexp(t, `"Probe failed" probeType="Liveness" pod="default/demo-kubenode".*\n\s*`+regexp.QuoteMeta(reason), log,
+	assert.Regexp(t, `"Probe failed" probeType="Liveness" pod="default/demo-kubenode"[^\n]*output=(<\n\s*|")`+regexp.QuoteMeta(reason), log,
 		"the exec probe's line, as kubectl describe would show it")
 	assert.Contains(t, log, `Container app failed liveness probe, will be restarted`)
 	assert.Regexp(t, `"Probe failed" probeType="Readiness" pod="default/demo-kubenode".*HTTP probe failed with statuscode: 503`, log,

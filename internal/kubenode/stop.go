@@ -145,7 +145,8 @@ func removeKubepods() error {
 			return nil
 		})
 		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := os.Remove(dirs[i]); err != nil {
+			// co-mounted hierarchies (cpu,cpuacct) reach one directory by two names
+			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
 		}
