@@ -70,6 +70,9 @@ func runServeCPUKubelet(out string) error {
 	if err != nil {
 		return err
 	}
+	if err := os.Mkdir(filepath.Join(work, "certs"), 0o755); err != nil {
+		return err
+	}
 	certs, err := testutil.WriteMTLSFiles(filepath.Join(work, "certs"), []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, true)
 	if err != nil {
 		return err
