@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -283,6 +284,10 @@ func renderKubelet(w io.Writer, results []*kubeletPhaseResult, versions, revisio
 		" probes the kubelet counted. *Machine*: /proc/stat busy, steal excluded. *Shims*: the pod's containerd shims with"+
 		" what they reaped (`runc exec`). *Pod*: the kubepods cgroup (apps, serve, pause, the exec'd probes).\n\n",
 		kubeletApps, kubeletPhase.Seconds(), kubeletSettle, rate(base, base.machine)/userHZ*1000, rate(base, base.kubelet)/userHZ*1000)
+	if capacity := float64(runtime.NumCPU()) * userHZ; rate(base, base.machine) > capacity/2 {
+		fmt.Fprintln(w, "**Other work kept the machine over half busy during the baseline: the machine column is noise in this run; read the processes.**")
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "| per probe, CPU-ms | probes | machine | kubelet | containerd | shims + runc | pod | sum of the four |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	sums := map[string]float64{}
