@@ -84,7 +84,7 @@ func runServeCPUKubelet(out string) error {
 		return err
 	}
 	defer func() {
-		if err := node.Stop(""); err != nil {
+		if err := node.Stop(); err != nil {
 			progress("stopping the node: %v", err)
 		}
 	}()

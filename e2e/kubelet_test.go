@@ -67,12 +67,11 @@ func startNode(t *testing.T) (*kubenode.Node, *testutil.MTLSFiles) {
 
 	node, err := kubenode.Start(ctx, kubelet)
 	require.NoError(t, err)
-	logs := filepath.Join(dir, "logs")
 	t.Cleanup(func() {
-		assert.NoError(t, node.Stop(logs), "leaving the machine as found")
 		if t.Failed() {
-			t.Logf("the kubelet's and containerd's logs are in %s", logs)
+			t.Logf("the end of the kubelet's log:\n%s", node.LogTail("kubelet", 40))
 		}
+		assert.NoError(t, node.Stop(), "leaving the machine as found")
 		assert.Empty(t, node.Shims(), "shims of our containerd left running")
 	})
 	for _, tarball := range images {

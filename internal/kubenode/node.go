@@ -121,7 +121,7 @@ func Start(ctx context.Context, kubelet string) (*Node, error) {
 		}
 	}
 	if err := n.start(ctx, kubelet); err != nil {
-		return nil, errors.Join(err, n.Stop(""))
+		return nil, errors.Join(err, n.Stop())
 	}
 	return n, nil
 }

@@ -15,9 +15,9 @@ import (
 // Stop leaves the machine as Start found it, whatever state the node is in: the kubelet stops the
 // pods, then the kubelet, containerd and our shims stop (by PID: never Docker's containerd), what
 // they mounted under our directories is unmounted, the kubepods cgroups and the paths the kubelet
-// made outside its root are removed, the sysctls it set are restored and our directories removed.
-// Before that the logs are copied into keepLogs, unless it is empty.
-func (n *Node) Stop(keepLogs string) error {
+// made outside its root are removed, the sysctls it set are restored and our directories removed,
+// the logs with them: read them (Log, LogTail) before.
+func (n *Node) Stop() error {
 	var errs []error
 	if n.kubelet != nil && !n.kubelet.exited() {
 		n.RemoveAll()
@@ -38,9 +38,6 @@ func (n *Node) Stop(keepLogs string) error {
 	}
 	if len(n.Shims()) > 0 {
 		time.Sleep(500 * time.Millisecond)
-	}
-	if keepLogs != "" {
-		_ = os.CopyFS(keepLogs, os.DirFS(filepath.Join(n.Run, "logs")))
 	}
 	errs = append(errs, n.unmountAll(), removeKubepods())
 	for k, v := range n.savedSysctls {
