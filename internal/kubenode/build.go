@@ -22,10 +22,6 @@ import (
 // newest release the Go module proxy served when this was written. KUBELET_VERSION picks another.
 const KubeletVersion = "v1.37.2"
 
-// ExercisedVersions are the kubelet releases the e2e test has passed with on this project's CI
-// machines (README.md and examples/ name them).
-var ExercisedVersions = []string{"v1.34.4", "v1.37.2"}
-
 // Version is the kubelet release to use: KUBELET_VERSION, or KubeletVersion.
 func Version() string {
 	if v := os.Getenv("KUBELET_VERSION"); v != "" {
