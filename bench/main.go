@@ -93,16 +93,21 @@ func main() {
 	flag.BoolVar(&opts.peers, "peers", true, "measure curl and grpc-health-probe")
 	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
 	serveCPU := flag.Bool("serve-cpu", false, "measure CPU per check: docker exec, the probe process, a GET through serve and through a net/http sidecar; and the sidecars' memory (needs Docker)")
+	kubelet := flag.Bool("kubelet", false, "with -serve-cpu: measure CPU per probe through a real kubelet instead (needs root, containerd, runc)")
 	flag.Parse()
 	opts.probeArgs, opts.probeEnv = strings.Fields(probeArgs), strings.Fields(probeEnv)
 	opts.certs = strings.Split(certs, ",")
-	if flag.NArg() > 0 || opts.rounds < 1 || opts.warmup < 1 || strings.HasPrefix(opts.baseline, "-") {
+	if flag.NArg() > 0 || *kubelet && (!*serveCPU || opts.baseline != "") || opts.rounds < 1 || opts.warmup < 1 || strings.HasPrefix(opts.baseline, "-") {
 		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS]"+
-			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind] [-serve-cpu]")
+			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind] [-serve-cpu [-kubelet]]")
 		os.Exit(64)
 	}
 	if *serveCPU {
-		if err := runServeCPU(opts.out, opts.baseline); err != nil {
+		measure := func() error { return runServeCPU(opts.out, opts.baseline) }
+		if *kubelet {
+			measure = func() error { return runServeCPUKubelet(opts.out) }
+		}
+		if err := measure(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
