@@ -54,9 +54,10 @@ func runStep(t *testing.T, dir, script string, env ...string) map[string]string 
 	t.Helper()
 	githubEnv := filepath.Join(t.TempDir(), "github_env")
 	require.NoError(t, os.WriteFile(githubEnv, nil, 0o644))
+	githubOutput := filepath.Join(t.TempDir(), "github_output")
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append(env, "GITHUB_ENV="+githubEnv)...)
+	cmd.Env = append(os.Environ(), append(env, "GITHUB_ENV="+githubEnv, "GITHUB_OUTPUT="+githubOutput)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s\n%s", script, out)
 	data, err := os.ReadFile(githubEnv)
@@ -111,10 +112,10 @@ func TestSourceArchiveIsWhereTheBCRTemplateSays(t *testing.T) {
 	git(t, repo, "tag", "-a", "-m", "release test", tag)
 	require.NoError(t, os.MkdirAll(filepath.Join(repo, "dist", "release"), 0o755))
 
-	set := runStep(t, repo, workflowStep(t, "release.yml", "release", "Version and SOURCE_DATE_EPOCH from the tag"), "TAG="+tag)
+	set := runStep(t, repo, workflowStep(t, "release.yml", "build", "Version and SOURCE_DATE_EPOCH from the tag"), "TAG="+tag)
 	assert.Equal(t, "1.2.3", set["VERSION"], "the tag without its v, as publish-to-bcr's tag_prefix makes it")
 	assert.Regexp(t, `^[0-9]+$`, set["SOURCE_DATE_EPOCH"])
-	runStep(t, repo, workflowStep(t, "release.yml", "release", "Source archive"), "TAG="+tag, "VERSION="+set["VERSION"])
+	runStep(t, repo, workflowStep(t, "release.yml", "build", "Source archive"), "TAG="+tag, "VERSION="+set["VERSION"])
 
 	raw, err := os.ReadFile(filepath.Join(repoRoot(t), ".bcr", "source.template.json"))
 	require.NoError(t, err)
