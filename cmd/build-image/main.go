@@ -57,6 +57,7 @@ type config struct {
 	sbomFile      string
 	binariesDir   string
 	binaryTargets []string // os/arch, or a Linux platform as imagespec.Platform names it
+	archs         []string // the index's platforms, by architecture
 	platform      string
 	tag           string
 	refName       string // the tag part of tag
@@ -74,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.layerFile, "layer", "", "write the -platform layer to `FILE` (plain tar; gzipped if FILE ends in .gz or .tgz)")
 	fs.StringVar(&c.layersDir, "layers", "", "write every platform's layer, gzipped (the blob the manifest names), to `DIR`/health-check-layer-OS-ARCH[-VARIANT].tar.gz")
 	fs.StringVar(&c.binariesDir, "binaries", "", "write the probe for each -binary-platforms entry to `DIR`/health-check-OS-ARCH[-VARIANT][.exe]")
+	imagePlatforms := fs.String("platforms", strings.Join(defaultBinaryPlatforms()[:len(imagespec.Architectures)], ","), "comma-separated platforms of the index (a subset builds faster; releases build all)")
 	binaryPlatforms := fs.String("binary-platforms", strings.Join(defaultBinaryPlatforms(), ","), "comma-separated platforms for -binaries")
 	fs.StringVar(&c.sbomFile, "sbom", "", "write an SPDX 2.3 JSON SBOM of every platform's probe to `FILE`")
 	fs.StringVar(&c.platform, "platform", imagespec.OS+"/"+imagespec.Architectures[0], "platform for -docker-archive and -layer")
@@ -93,6 +95,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.layoutDir == "" && c.dockerArchive == "" && c.layerFile == "" && c.layersDir == "" && c.sbomFile == "" && c.binariesDir == "" {
 		return c, errors.New("nothing to write: give -o DIR, -docker-archive FILE, -layer FILE, -layers DIR, -sbom FILE or -binaries DIR")
+	}
+	for _, p := range strings.Split(*imagePlatforms, ",") {
+		arch, err := platformArch(p)
+		if err != nil {
+			return c, fmt.Errorf("-platforms: %w", err)
+		}
+		c.archs = append(c.archs, arch)
 	}
 	for _, p := range strings.Split(*binaryPlatforms, ",") {
 		if !slices.Contains(defaultBinaryPlatforms(), p) {
@@ -149,6 +158,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	arch, err := platformArch(c.platform)
+	if err == nil && !slices.Contains(c.archs, arch) {
+		err = fmt.Errorf("-platform %s is not one of -platforms", c.platform)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "build-image: %v\n", err)
 		return exitUsage
@@ -176,7 +188,7 @@ func build(ctx context.Context, c config, arch string, stdout, stderr io.Writer)
 		imagespec.ProbePackage, toolchain, version, epoch.Unix())
 
 	res, err := imagebuild.Build(ctx, imagebuild.Options{
-		Version: version, Revision: c.revision, Toolchain: toolchain, Epoch: epoch,
+		Version: version, Revision: c.revision, Toolchain: toolchain, Epoch: epoch, Architectures: c.archs,
 	})
 	if err != nil {
 		return err
@@ -236,11 +248,14 @@ func writeBinaries(ctx context.Context, dir string, platforms []string, res *ima
 	}
 	for _, platform := range platforms {
 		path := filepath.Join(dir, binaryFileName(platform))
-		if arch, err := platformArch(platform); err == nil {
+		if arch, err := platformArch(platform); err == nil && res.Binaries[arch] != nil {
 			if err := os.WriteFile(path, res.Binaries[arch], 0o755); err != nil {
 				return err
 			}
 			continue
+		}
+		if arch, err := platformArch(platform); err == nil {
+			platform = imagespec.OS + "/" + arch // the variant is GOARM, which BuildBinary sets
 		}
 		opts.OS, opts.Arch, _ = strings.Cut(platform, "/")
 		if err := imagebuild.BuildBinary(ctx, opts, path); err != nil {
