@@ -6,10 +6,10 @@ made from it, so adding a platform is one line here.
 
 Load from another module:
 
-    load("@health_check_proxy//images:defs.bzl", "INDEX_PLATFORMS", "scratch_image")
+    load("@health_check_proxy//images:defs.bzl", "INDEX_PLATFORMS", "linux_load", "scratch_image")
 """
 
-load("@rules_oci//oci:defs.bzl", "oci_image")
+load("@rules_oci//oci:defs.bzl", "oci_image", "oci_load")
 
 # OCI/GOARCH architecture name -> the @platforms cpu constraint a target platform carries, in
 # index order: internal/imagespec's Architectures, the Go-native build's list.
@@ -114,5 +114,72 @@ def scratch_image(name, tars, target_compatible_with = [], **kwargs):
         architecture = oci_architecture(),
         variant = oci_variant(),
         target_compatible_with = linux_compatible() + target_compatible_with,
+        **kwargs
+    )
+
+def _linux_on_host_cpu_transition_impl(_settings, attr):
+    return {"//command_line_option:platforms": str(attr.platform)}
+
+# To the Linux platform of LINUX_PLATFORMS on the cpu of the target platform in force (the host's,
+# unless --platforms says otherwise).
+_linux_on_host_cpu_transition = transition(
+    implementation = _linux_on_host_cpu_transition_impl,
+    inputs = [],
+    outputs = ["//command_line_option:platforms"],
+)
+
+def _linux_on_host_cpu_impl(ctx):
+    # One image. Bazel hands a transitioned attribute to the rule as a list even for attr.label
+    # (bazelbuild/bazel#15892); a label_list of one says so in the schema too.
+    image = ctx.attr.image[0][DefaultInfo]
+    return [DefaultInfo(files = image.files, runfiles = image.default_runfiles)]
+
+_linux_on_host_cpu = rule(
+    implementation = _linux_on_host_cpu_impl,
+    doc = "Forwards `image` (an oci_image) built for `platform`; linux_load sets that to Linux on the host's cpu.",
+    attrs = {
+        "image": attr.label_list(mandatory = True, cfg = _linux_on_host_cpu_transition),
+        "platform": attr.label(mandatory = True),
+        # Bazel 6 requires it for a Starlark transition (rules_oci's oci_image_index declares it too).
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+)
+
+def linux_load(name, image, repo_tags, **kwargs):
+    """`bazel run :<name>` loads `image`, built for Linux on the host's cpu, into Docker.
+
+    rules_oci's oci_load runs the bsdtar of its own target platform when it writes the tarball
+    (oci/private/load.bzl at 2.3.0: `@tar.bzl//tar/toolchain:target_type`). With --platforms set
+    to Linux on a macOS host, that is a Linux bsdtar the Mac cannot run; without it, our images are
+    incompatible with a darwin target (linux_compatible). So only the image moves to Linux, on the
+    host's cpu (Apple silicon: arm64, Intel: amd64), which is what Docker Desktop runs natively;
+    oci_load and its tools stay on the host. On a Linux host on amd64 or arm64 the transition
+    changes nothing. Hosts on other cpus skip the target in `bazel build //...`.
+
+    Args:
+        name: name of the oci_load target; `<name>_image` is the image in its Linux configuration.
+        image: an oci_image for linux (scratch_image, or oci_image with a linux base).
+        repo_tags: the tags `docker load` gives the image, e.g. ["my-app:latest"].
+        **kwargs: other oci_load arguments (`format`, `loader`, `visibility`, ...).
+    """
+    platform_by_cpu = {cpu: Label("//platforms:linux_" + arch) for arch, cpu in LINUX_PLATFORMS.items()}
+
+    # Any value: the target is incompatible there (below), so Bazel never builds the image for it.
+    platform_by_cpu["//conditions:default"] = Label("//platforms:linux_amd64")
+    host_cpu_compatible = {cpu: [] for cpu in LINUX_PLATFORMS.values()}
+    host_cpu_compatible["//conditions:default"] = [Label("@platforms//:incompatible")]
+    _linux_on_host_cpu(
+        name = name + "_image",
+        image = [image],
+        platform = select(platform_by_cpu),
+        target_compatible_with = select(host_cpu_compatible),
+        visibility = ["//visibility:private"],
+    )
+    oci_load(
+        name = name,
+        image = ":" + name + "_image",
+        repo_tags = repo_tags,
         **kwargs
     )

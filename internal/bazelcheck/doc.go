@@ -7,9 +7,11 @@
 // of .bcr/'s templates.
 //
 // Module resolution is checked the way Bzlmod does it: Minimal Version Selection over the Bazel
-// Central Registry's MODULE.bazel files, for the root module and examples/downstream, failing on a
-// missing or yanked version, one module at two compatibility levels, or a bazel_compatibility that
-// excludes .bazelversion. The resolved graphs are recorded in testdata/registry_graph.json: with a
+// Central Registry's MODULE.bazel files, for the root module and examples/downstream, with the
+// dependencies of Bazel's built-in bazel_tools module (testdata/bazel_tools.json), failing on a
+// missing or yanked version, one module at two compatibility levels, a bazel_compatibility that
+// excludes .bazelversion, or a root whose bazel_compatibility promises a Bazel below the graph's
+// floor. The resolved graphs and floors are recorded in testdata/registry_graph.json: with a
 // git mirror of the registry (BZLCHECK_MIRRORS/bazelbuild+bazel-central-registry/repo) the tests
 // re-derive them; without it they hold MODULE.bazel to the recorded inputs, and the rule sources
 // above to the selected versions.

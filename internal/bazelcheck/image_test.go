@@ -196,9 +196,9 @@ func TestImageFollowsImageSpec(t *testing.T) {
 	}
 }
 
-// TestProbeBinaryIsStaticAndStamped: the go_binary that goes into the layer is pure Go, static,
-// stripped, built from imagespec.ProbePackage, and stamps imagespec.VersionSymbol.
-func TestProbeBinaryIsStaticAndStamped(t *testing.T) {
+// TestProbeBinaryIsStaticAndVersioned: the go_binary that goes into the layer is pure Go, static,
+// stripped, built from imagespec.ProbePackage, and takes its version from module_version().
+func TestProbeBinaryIsStaticAndVersioned(t *testing.T) {
 	p, ok := loadModules(t)[rootModuleName].packages["cmd/health-check"]
 	require.True(t, ok)
 	var bin, lib *build.CallExpr
@@ -219,20 +219,156 @@ func TestProbeBinaryIsStaticAndStamped(t *testing.T) {
 	assert.Subset(t, stringList(kwarg(bin, "gc_linkopts")), []string{"-s", "-w"})
 	assert.Nil(t, kwarg(bin, "goos"), "platforms decide")
 	assert.Nil(t, kwarg(bin, "goarch"), "platforms decide")
-	xdefs, ok := kwarg(bin, "x_defs").(*build.DictExpr)
-	require.True(t, ok, "x_defs is a dict literal")
-	require.Len(t, xdefs.List, 1)
-	assert.Equal(t, imagespec.VersionSymbol, literal(xdefs.List[0].Key))
-	assert.Equal(t, "{STABLE_VERSION}", literal(xdefs.List[0].Value), "stamped from images/workspace_status.sh under --config=release")
 
-	// Bazel runs the status command from the workspace root and reads "KEY value" lines.
-	status := exec.Command("bash", filepath.Join("images", "workspace_status.sh"))
-	status.Dir = repoRoot(t)
-	out, err := status.Output()
-	require.NoError(t, err, "images/workspace_status.sh")
-	assert.Regexp(t, `^STABLE_VERSION \S+\n$`, string(out))
-	rc, err := os.ReadFile(filepath.Join(repoRoot(t), ".bazelrc"))
+	// x_defs = probe_x_defs(version = module_version()), probe_x_defs loaded from :version.bzl.
+	xdefs, ok := kwarg(bin, "x_defs").(*build.CallExpr)
+	require.True(t, ok, "x_defs is probe_x_defs(version = module_version()), not a literal")
+	assert.Equal(t, "probe_x_defs", calleeName(xdefs))
+	require.Len(t, xdefs.List, 1)
+	arg, ok := kwarg(xdefs, "version").(*build.CallExpr)
+	require.True(t, ok, "probe_x_defs takes version = module_version()")
+	assert.Equal(t, "module_version", calleeName(arg))
+	assert.Empty(t, arg.List)
+	assert.Equal(t, ":version.bzl", loadedFrom(p.file, "probe_x_defs"))
+}
+
+// loadedFrom is the module a BUILD or .bzl file loads symbol from, "" if it does not.
+func loadedFrom(f *build.File, symbol string) string {
+	for _, stmt := range f.Stmt {
+		if l, ok := stmt.(*build.LoadStmt); ok {
+			for _, to := range l.To {
+				if to.Name == symbol {
+					return l.Module.Value
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// TestProbeVersionReadsNoStatusKey: rules_go's link builder fills every {KEY} in an x_defs value
+// from the status files of whoever runs the build (go/tools/builders/link.go at v0.63.0), so a
+// downstream's --stamp would rewrite our probe. No string that can reach the probe's x_defs holds
+// a brace; the version.bzl logic maps MODULE.bazel's own unreleased version to "no x_defs" (the
+// source default, dev) and a release X.Y.Z to vX.Y.Z under imagespec.VersionSymbol.
+func TestProbeVersionReadsNoStatusKey(t *testing.T) {
+	root := loadModules(t)[rootModuleName]
+	buildFile := root.packages["cmd/health-check"].file
+	bzl, err := parseFile(filepath.Join(root.dir, "cmd", "health-check", "version.bzl"))
 	require.NoError(t, err)
-	assert.Contains(t, string(rc), "build:release --stamp")
-	assert.Contains(t, string(rc), "build:release --workspace_status_command=images/workspace_status.sh")
+	var strs []string
+	for _, f := range []*build.File{buildFile, bzl} {
+		docs := docstrings(f)
+		build.Walk(f, func(x build.Expr, _ []build.Expr) {
+			if s, ok := x.(*build.StringExpr); ok && !docs[s] {
+				strs = append(strs, s.Value)
+			}
+		})
+	}
+	require.NotEmpty(t, strs)
+	for _, s := range strs {
+		assert.NotContains(t, s, "{", "a {KEY} in x_defs is a status key that a downstream's --stamp fills")
+		assert.NotContains(t, s, "STABLE_")
+	}
+	assert.Contains(t, strs, imagespec.VersionSymbol)
+
+	var unreleased string
+	for _, stmt := range bzl.Stmt {
+		if a, ok := stmt.(*build.AssignExpr); ok {
+			if id, ok := a.LHS.(*build.Ident); ok && id.Name == "UNRELEASED_VERSION" {
+				unreleased = literal(a.RHS)
+			}
+		}
+	}
+	module, err := os.ReadFile(filepath.Join(root.dir, "MODULE.bazel"))
+	require.NoError(t, err)
+	found := bcrModuleVersion.FindSubmatch(module)
+	require.NotNil(t, found)
+	assert.Equal(t, string(found[1]), unreleased,
+		"version.bzl's UNRELEASED_VERSION is MODULE.bazel's version between releases, so a build of the tree reports dev")
+
+	// The root's release config stamps nothing: no output of ours depends on a status file.
+	rc, err := os.ReadFile(filepath.Join(root.dir, ".bazelrc"))
+	require.NoError(t, err)
+	assert.NotRegexp(t, `(?m)^build:release\s+--(stamp|workspace_status_command)`, string(rc))
+}
+
+// docstrings are the string statements of a file and of its functions: text, never a value.
+func docstrings(f *build.File) map[*build.StringExpr]bool {
+	docs := map[*build.StringExpr]bool{}
+	stmts := append([]build.Expr{}, f.Stmt...)
+	for _, stmt := range f.Stmt {
+		if def, ok := stmt.(*build.DefStmt); ok {
+			stmts = append(stmts, def.Body...)
+		}
+	}
+	for _, stmt := range stmts {
+		if s, ok := stmt.(*build.StringExpr); ok {
+			docs[s] = true
+		}
+	}
+	return docs
+}
+
+// TestLoadTargetsRunOnTheHost: rules_oci 2.3.0's oci_load runs its target platform's bsdtar
+// (oci/private/load.bzl), so an oci_load of a Linux image cannot run on a macOS host. Every load
+// target, ours and the downstream example's, is a linux_load (images/defs.bzl), which moves only
+// the image to Linux; no BUILD file calls oci_load itself.
+func TestLoadTargetsRunOnTheHost(t *testing.T) {
+	mods := loadModules(t)
+	defs := map[string]string{rootModuleName: ":defs.bzl", "downstream_example": "@health_check_proxy//images:defs.bzl"}
+	for name, pkg := range map[string]string{rootModuleName: "images", "downstream_example": ""} {
+		m := mods[name]
+		require.NotNil(t, m, name)
+		p, ok := m.packages[pkg]
+		require.True(t, ok, "%s: package %q", name, pkg)
+		loads := 0
+		for _, call := range ruleCalls(p.file) {
+			assert.NotEqual(t, "oci_load", calleeName(call), "%s: %s", p.file.Path, stringArg(call, "name"))
+			if calleeName(call) == "linux_load" {
+				loads++
+			}
+		}
+		assert.Equal(t, 1, loads, "%s: one linux_load", p.file.Path)
+		assert.Equal(t, defs[name], loadedFrom(p.file, "linux_load"), p.file.Path)
+	}
+}
+
+// TestDownstreamExampleIsWhatUsersCopy: the example's own layer is Linux-only like ours (a darwin
+// /app must never land in a Linux image), and it shows a release stamped with the application's
+// own STABLE_VERSION: .bazelrc's --config=release runs status.sh, which prints that key, and only
+// the application's x_defs reads it (the replay holds our layer to the root's under that config).
+func TestDownstreamExampleIsWhatUsersCopy(t *testing.T) {
+	m := loadModules(t)["downstream_example"]
+	require.NotNil(t, m)
+	p := m.packages[""]
+	require.NotNil(t, p)
+	tars := 0
+	for _, call := range ruleCalls(p.file) {
+		switch calleeName(call) {
+		case "tar":
+			tars++
+			tcw, ok := kwarg(call, "target_compatible_with").(*build.CallExpr)
+			if assert.True(t, ok, "%s: target_compatible_with = linux_compatible()", stringArg(call, "name")) {
+				assert.Equal(t, "linux_compatible", calleeName(tcw))
+			}
+		case "go_binary":
+			xdefs, ok := kwarg(call, "x_defs").(*build.DictExpr)
+			require.True(t, ok, "the application's x_defs")
+			require.Len(t, xdefs.List, 1)
+			assert.Equal(t, "{STABLE_VERSION}", literal(xdefs.List[0].Value))
+		}
+	}
+	assert.Equal(t, 1, tars)
+
+	rc, err := os.ReadFile(filepath.Join(m.dir, ".bazelrc"))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^build:release --stamp$`, string(rc))
+	assert.Regexp(t, `(?m)^build:release --workspace_status_command=status.sh$`, string(rc))
+	// Bazel runs the status command from the workspace root and reads "KEY value" lines.
+	status := exec.Command("bash", "status.sh")
+	status.Dir = m.dir
+	out, err := status.Output()
+	require.NoError(t, err, "status.sh")
+	assert.Regexp(t, `^STABLE_VERSION \S+\n$`, string(out))
 }

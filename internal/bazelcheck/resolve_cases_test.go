@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bazelbuild/buildtools/build"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -123,9 +124,10 @@ func committed(t *testing.T, dir string) *gitRegistry {
 	return r
 }
 
-// resolveTestRoot resolves a root MODULE.bazel (text) against reg; local holds the MODULE.bazel
-// of local_path_override modules, by path.
-func resolveTestRoot(t *testing.T, reg registry, root string, local map[string]string) *resolution {
+// resolveTestRoot resolves a root MODULE.bazel (text; a module() line is added unless it starts
+// with one) against reg; local holds the MODULE.bazel of local_path_override modules, by path;
+// bazelTools, when not empty, is the MODULE.bazel text of the built-in bazel_tools module.
+func resolveTestRoot(t *testing.T, reg registry, root string, local map[string]string, bazelTools string) *resolution {
 	t.Helper()
 	dir := t.TempDir()
 	for path, text := range local {
@@ -133,12 +135,22 @@ func resolveTestRoot(t *testing.T, reg registry, root string, local map[string]s
 		require.NoError(t, os.WriteFile(filepath.Join(dir, path, "MODULE.bazel"), []byte(text), 0o644))
 	}
 	path := filepath.Join(dir, "MODULE.bazel")
-	require.NoError(t, os.WriteFile(path, []byte("module(name = \"root\")\n"+root), 0o644))
+	if !strings.HasPrefix(root, "module(") {
+		root = "module(name = \"root\")\n" + root
+	}
+	require.NoError(t, os.WriteFile(path, []byte(root), 0o644))
 	f, err := parseFile(path)
 	require.NoError(t, err)
 	m, err := parseModuleFile(f, true)
 	require.NoError(t, err)
-	res, err := resolveModuleGraph(reg, m, dir, "8.4.2")
+	var builtin *moduleFile
+	if bazelTools != "" {
+		bf, err := build.ParseModule("MODULE.tools", []byte(`module(name = "bazel_tools")`+"\n"+bazelTools))
+		require.NoError(t, err)
+		builtin, err = parseModuleFile(bf, false)
+		require.NoError(t, err)
+	}
+	res, err := resolveModuleGraph(reg, m, dir, "8.4.2", builtin)
 	require.NoError(t, err)
 	return res
 }
@@ -151,10 +163,13 @@ func TestResolution(t *testing.T) {
 		registry map[string]string
 		yanked   map[string]string
 		local    map[string]string
-		root     string
-		selected map[string]string // module -> versions, comma-separated
-		problem  string            // a substring of the one problem, "" for none
-		note     string
+		// bazelTools is the built-in bazel_tools module's MODULE.bazel, after its module() line.
+		bazelTools string
+		root       string
+		selected   map[string]string // module -> versions, comma-separated
+		problem    string            // a substring of the one problem, "" for none
+		note       string
+		floor      string // the graph's floor, "" for none
 	}{
 		{
 			name: "the highest requested version wins",
@@ -267,6 +282,53 @@ func TestResolution(t *testing.T) {
 			selected: map[string]string{"a": "1.1", "b": "1.0"},
 		},
 		{
+			name: "bazel_tools' dependencies take part in selection",
+			registry: map[string]string{
+				"a@1.0": `bazel_dep(name = "c", version = "1.0")`,
+				"c@1.0": ``, "c@2.0": ``, "t@1.0": ``,
+			},
+			bazelTools: `bazel_dep(name = "c", version = "2.0")` + "\n" + `bazel_dep(name = "t", version = "1.0")`,
+			root:       `bazel_dep(name = "a", version = "1.0")`,
+			selected:   map[string]string{"a": "1.0", "bazel_tools": "", "c": "2.0", "t": "1.0"},
+		},
+		{
+			name: "a nodep dependency raises the version of a module the graph holds",
+			registry: map[string]string{
+				"a@1.0": `bazel_dep(name = "c", version = "1.0")`,
+				"c@1.0": ``,
+				"c@1.5": `bazel_dep(name = "d", version = "1.0")`,
+				"d@1.0": ``,
+			},
+			bazelTools: `bazel_dep(name = "c", version = "1.5", repo_name = None)`,
+			root:       `bazel_dep(name = "a", version = "1.0")`,
+			selected:   map[string]string{"a": "1.0", "bazel_tools": "", "c": "1.5", "d": "1.0"},
+		},
+		{
+			name:       "a nodep dependency brings in nothing by itself",
+			registry:   map[string]string{"a@1.0": ``}, // apple_support@9.9 is not even read
+			bazelTools: `bazel_dep(name = "apple_support", version = "9.9", repo_name = None)`,
+			root:       `bazel_dep(name = "a", version = "1.0")`,
+			selected:   map[string]string{"a": "1.0", "bazel_tools": ""},
+		},
+		{
+			name: "the floor is the highest lower bound among selected modules",
+			registry: map[string]string{
+				"a@1.0": `module(name = "a", version = "1.0", bazel_compatibility = [">=7.0.0", "<9.0.0"])` + "\n" +
+					`bazel_dep(name = "b", version = "1.0")`,
+				"b@1.0": `module(name = "b", version = "1.0", bazel_compatibility = [">=7.2.1", "-7.3.0"])`,
+			},
+			root:     `module(name = "root", bazel_compatibility = [">=7.2.1"])` + "\n" + `bazel_dep(name = "a", version = "1.0")`,
+			selected: map[string]string{"a": "1.0", "b": "1.0"},
+			floor:    ">=7.2.1",
+		},
+		{
+			name:     "a root without bazel_compatibility promises nothing to hold",
+			registry: map[string]string{"b@1.0": `module(name = "b", version = "1.0", bazel_compatibility = [">=7.2.1"])`},
+			root:     `bazel_dep(name = "b", version = "1.0")`,
+			selected: map[string]string{"b": "1.0"},
+			floor:    ">=7.2.1",
+		},
+		{
 			name: "bazel_compatibility of an unselected version does not matter",
 			registry: map[string]string{
 				"a@1.0": `module(name = "a", version = "1.0", bazel_compatibility = [">=9.0.0"])`,
@@ -324,6 +386,32 @@ func TestResolution(t *testing.T) {
 			root:    `bazel_dep(name = "a", version = "1.0")`,
 			problem: `Bazel 8.4.2 (.bazelversion) is not compatible with b@1.0: bazel_compatibility = [">=7.2.1", "-8.4.2"]`,
 		},
+		{
+			name: "the root promises a Bazel that a selected module refuses",
+			registry: map[string]string{
+				"a@1.0": `bazel_dep(name = "b", version = "1.0")` + "\n" + `bazel_dep(name = "c", version = "1.0")`,
+				"b@1.0": `module(name = "b", version = "1.0", bazel_compatibility = [">=7.2.1"])`,
+				"c@1.0": `module(name = "c", version = "1.0", bazel_compatibility = [">=7.0.0"])`,
+			},
+			root:    `module(name = "root", bazel_compatibility = [">=6.5.0"])` + "\n" + `bazel_dep(name = "a", version = "1.0")`,
+			problem: `root: bazel_compatibility = [">=6.5.0"] admits Bazel >=6.5.0, but the resolved graph needs Bazel >=7.2.1: root -> a@1.0 -> b@1.0; raise its lower bound to ">=7.2.1"`,
+		},
+		{
+			name:     "the root's bound equals the floor but admits its release, which the module excludes",
+			registry: map[string]string{"b@1.0": `module(name = "b", version = "1.0", bazel_compatibility = [">7.2.1"])`},
+			root:     `module(name = "root", bazel_compatibility = [">=7.2.1"])` + "\n" + `bazel_dep(name = "b", version = "1.0")`,
+			problem:  `the resolved graph needs Bazel >7.2.1: root -> b@1.0`,
+		},
+		{
+			name: "a floor only bazel_tools' dependencies set still counts",
+			registry: map[string]string{
+				"a@1.0": ``,
+				"j@8.0": `module(name = "j", version = "8.0", bazel_compatibility = [">=7.3.2"])`,
+			},
+			bazelTools: `bazel_dep(name = "j", version = "8.0")`,
+			root:       `module(name = "root", bazel_compatibility = [">=7.2.1"])` + "\n" + `bazel_dep(name = "a", version = "1.0")`,
+			problem:    `the resolved graph needs Bazel >=7.3.2: root -> bazel_tools@_ -> j@8.0`,
+		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel() // git init and commit take a few tens of milliseconds per case
@@ -333,7 +421,7 @@ func TestResolution(t *testing.T) {
 				"git":    func() registry { return committed(t, dir) },
 			}
 			for _, kind := range []string{"folder", "git"} {
-				res := resolveTestRoot(t, readers[kind](), c.root, c.local)
+				res := resolveTestRoot(t, readers[kind](), c.root, c.local, c.bazelTools)
 				if c.problem == "" {
 					assert.Empty(t, res.problems, kind)
 					got := map[string]string{}
@@ -347,6 +435,9 @@ func TestResolution(t *testing.T) {
 				if c.note != "" {
 					assert.Contains(t, strings.Join(res.notes, "\n"), c.note, kind)
 				}
+				if c.floor != "" && assert.NotNil(t, res.floor, kind) {
+					assert.Equal(t, c.floor, res.floor.bound.String(), kind)
+				}
 			}
 		})
 	}
@@ -355,11 +446,32 @@ func TestResolution(t *testing.T) {
 // TestResolutionRecordsRegistryFiles: each file the resolution read is listed with its sha256.
 func TestResolutionRecordsRegistryFiles(t *testing.T) {
 	dir := testRegistry(t, map[string]string{"a@1.0": ``}, nil)
-	res := resolveTestRoot(t, folderRegistry(dir), `bazel_dep(name = "a", version = "1.0")`, nil)
+	res := resolveTestRoot(t, folderRegistry(dir), `bazel_dep(name = "a", version = "1.0")`, nil, "")
 	require.Empty(t, res.problems)
 	assert.Equal(t, []string{"modules/a/1.0/MODULE.bazel", "modules/a/metadata.json"}, sortedKeys(res.files))
 	// sha256 of `module(name = "a", version = "1.0")` and a newline
 	assert.Equal(t, "5bf819c8c49e0749854fda13f85f5b124a1a070a65e841d8f8053049f7074408", res.files["modules/a/1.0/MODULE.bazel"])
+}
+
+// resolvePlanted resolves our MODULE.bazel, with old replaced by planted, against the real
+// registry, with the bazel_tools of .bazelversion, as TestRegistryGraph resolves it.
+func resolvePlanted(t *testing.T, reg registry, old, planted string) *resolution {
+	t.Helper()
+	m := loadModules(t)[rootModuleName]
+	data, err := os.ReadFile(filepath.Join(m.dir, "MODULE.bazel"))
+	require.NoError(t, err)
+	require.Contains(t, string(data), old)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "MODULE.bazel")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(data), old, planted, 1)), 0o644))
+	f, err := parseFile(path)
+	require.NoError(t, err)
+	root, err := parseModuleFile(f, true)
+	require.NoError(t, err)
+	bazel := bazelVersionOf(t, m.dir)
+	res, err := resolveModuleGraph(reg, root, dir, bazel, bazelTools(t, bazel))
+	require.NoError(t, err)
+	return res
 }
 
 // TestRegistryRefusesUnpublishedVersion plants the version that broke a user's resolution
@@ -367,21 +479,21 @@ func TestResolutionRecordsRegistryFiles(t *testing.T) {
 // resolves it against the real registry.
 func TestRegistryRefusesUnpublishedVersion(t *testing.T) {
 	reg := centralRegistryMirror(t)
-	m := loadModules(t)[rootModuleName]
-	data, err := os.ReadFile(filepath.Join(m.dir, "MODULE.bazel"))
-	require.NoError(t, err)
-	pinned := `bazel_dep(name = "rules_oci", version = "` + bazelDeps(m)["rules_oci"] + `")`
-	require.Contains(t, string(data), pinned)
-	planted := strings.Replace(string(data), pinned, `bazel_dep(name = "rules_oci", version = "2.3.2")`, 1)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "MODULE.bazel")
-	require.NoError(t, os.WriteFile(path, []byte(planted), 0o644))
-	f, err := parseFile(path)
-	require.NoError(t, err)
-	root, err := parseModuleFile(f, true)
-	require.NoError(t, err)
-	res, err := resolveModuleGraph(reg, root, dir, "8.4.2")
-	require.NoError(t, err)
+	pinned := `bazel_dep(name = "rules_oci", version = "` + bazelDeps(loadModules(t)[rootModuleName])["rules_oci"] + `")`
+	res := resolvePlanted(t, reg, pinned, `bazel_dep(name = "rules_oci", version = "2.3.2")`)
 	require.Len(t, res.problems, 1)
 	assert.Contains(t, res.problems[0], "health_check_proxy -> rules_oci@2.3.2: rules_oci 2.3.2 is not in the registry")
+}
+
+// TestRegistryRefusesAFloorBelowTheGraph plants the promise MODULE.bazel made before its floor
+// was derived from the graph (Bazel 6.5.0, rules_go's MINIMUM_BAZEL_VERSION, which only
+// WORKSPACE mode checks) and resolves it against the real registry: the graph's modules need more.
+func TestRegistryRefusesAFloorBelowTheGraph(t *testing.T) {
+	reg := centralRegistryMirror(t)
+	m := loadModules(t)[rootModuleName]
+	ours := rootModuleFile(t, m).bazelCompatibility
+	require.Len(t, ours, 1, "MODULE.bazel's bazel_compatibility")
+	res := resolvePlanted(t, reg, `bazel_compatibility = [`+quoteAll(ours)+`]`, `bazel_compatibility = [">=6.5.0"]`)
+	require.Len(t, res.problems, 1)
+	assert.Contains(t, res.problems[0], `health_check_proxy: bazel_compatibility = [">=6.5.0"] admits Bazel >=6.5.0, but the resolved graph needs Bazel >=7.2.1: health_check_proxy -> tar.bzl@0.10.5 -> gawk@5.3.2.bcr.3`)
 }

@@ -17,8 +17,11 @@ import (
 // and Bazel's bzlmod Discovery, Selection and BazelModuleResolutionFunction): discovery reads the
 // MODULE.bazel of every requested version from the registry, selection keeps the highest version
 // of each module per compatibility level (Minimal Version Selection), and the graph the root then
-// reaches must hold one compatibility level per module, no yanked version, and only modules whose
-// bazel_compatibility admits the Bazel in .bazelversion.
+// reaches must hold one compatibility level per module, no yanked version, only modules whose
+// bazel_compatibility admits the Bazel in .bazelversion, and a root whose own bazel_compatibility
+// promises no Bazel below what a selected module requires (the graph's floor). Bazel's built-in
+// bazel_tools module is part of every graph: the root depends on it, and its bazel_deps (Bazel's
+// src/MODULE.tools, recorded in testdata/bazel_tools.json) take part in selection like any other.
 
 // moduleVersionRE is Bazel's version syntax: RELEASE[-PRERELEASE][+BUILD], dot-separated
 // alphanumeric identifiers; the build part is ignored.
@@ -188,6 +191,9 @@ type depSpec struct {
 	name, version         string // version "" asks for whatever an override supplies
 	maxCompatibilityLevel int    // -1 when not given
 	dev                   bool
+	// nodep is Bazel 8's bazel_dep(..., repo_name = None): it raises the version of a module that
+	// the graph holds anyway, and never brings the module in by itself.
+	nodep bool
 }
 
 // moduleOverride is one *_override call of the root module.
@@ -283,11 +289,7 @@ func parseModuleFile(f *build.File, root bool) (*moduleFile, error) {
 			if _, err := parseModuleVersion(d.version); err != nil {
 				return nil, fmt.Errorf("%s:%d: bazel_dep(name = %q): %w", f.Path, call.Pos.Line, d.name, err)
 			}
-			if literal(kwarg(call, "repo_name")) == "None" {
-				// Bazel 8's "nodep" dependency only raises the version of a module that is in the
-				// graph anyway; no module we depend on uses it, so this check does not model it.
-				return nil, fmt.Errorf("%s:%d: bazel_dep(name = %q, repo_name = None): a nodep dependency, which this check does not resolve", f.Path, call.Pos.Line, d.name)
-			}
+			d.nodep = literal(kwarg(call, "repo_name")) == "None"
 			if seen[d.name] {
 				return nil, fmt.Errorf("%s:%d: a bazel_dep on module %s has already been declared", f.Path, call.Pos.Line, d.name)
 			}
@@ -356,13 +358,23 @@ type resolution struct {
 	problems []string
 	// notes say what the check could not read (modules from archive_override or git_override).
 	notes []string
+	// floor is the lowest Bazel the selected modules' bazel_compatibility admits; nil when none
+	// of them states a lower bound.
+	floor *bazelFloor
+}
+
+// bazelFloor is the graph's lowest admissible Bazel and the modules that set it.
+type bazelFloor struct {
+	bound bazelBound
+	setBy []string // the chain from the root to each module that states the floor
 }
 
 // resolver resolves one root module against a registry.
 type resolver struct {
 	registry *registryReader
-	rootDir  string // the root module's folder, for local_path_override
-	bazel    string // .bazelversion
+	builtin  *moduleFile // bazel_tools: Bazel's src/MODULE.tools at .bazelversion; nil leaves it out
+	rootDir  string      // the root module's folder, for local_path_override
+	bazel    string      // .bazelversion
 	root     *moduleFile
 	graph    map[moduleKey]*graphNode
 	// order is the discovery order (breadth-first), for deterministic messages and choices.
@@ -371,14 +383,19 @@ type resolver struct {
 	firstAskedBy map[moduleKey]moduleKey
 	// unavailable are the module versions whose MODULE.bazel does not exist (a problem each).
 	unavailable map[moduleKey]bool
-	res         *resolution
+	// selectedFrom is, in the selected graph, the module through which the walk first reached
+	// each module: the chains that messages print.
+	selectedFrom map[moduleKey]moduleKey
+	res          *resolution
 }
 
 // resolveModuleGraph resolves the module graph of root (its MODULE.bazel parsed with
-// parseModuleFile(..., true), its folder rootDir) against reg for the Bazel release bazel.
-func resolveModuleGraph(reg registry, root *moduleFile, rootDir, bazel string) (*resolution, error) {
+// parseModuleFile(..., true), its folder rootDir) against reg for the Bazel release bazel, whose
+// built-in bazel_tools module is builtin (nil: a graph without it, as in the planted cases).
+func resolveModuleGraph(reg registry, root *moduleFile, rootDir, bazel string, builtin *moduleFile) (*resolution, error) {
 	r := &resolver{
 		registry:     newRegistryReader(reg),
+		builtin:      builtin,
 		rootDir:      rootDir,
 		bazel:        bazel,
 		root:         root,
@@ -395,6 +412,7 @@ func resolveModuleGraph(reg registry, root *moduleFile, rootDir, bazel string) (
 		if err := r.checkSelected(pruned); err != nil {
 			return nil, err
 		}
+		r.checkFloor(pruned)
 		for _, k := range pruned {
 			if k != rootKey {
 				r.res.selected[k.name] = append(r.res.selected[k.name], k.version)
@@ -418,6 +436,9 @@ func (r *resolver) problemf(format string, args ...any) {
 func (r *resolver) applyOverrides(d depSpec) moduleKey {
 	if d.name == r.root.name {
 		return rootKey
+	}
+	if r.builtin != nil && d.name == r.builtin.name {
+		return moduleKey{d.name, ""} // a built-in module: Bazel gives it the empty version
 	}
 	o, ok := r.root.overrides[d.name]
 	version := d.version
@@ -448,37 +469,98 @@ func (r *resolver) label(k moduleKey) string {
 }
 
 // discover reads the MODULE.bazel of every module version the root reaches through bazel_deps,
-// breadth-first, as Bazel's Discovery does.
+// breadth-first, as Bazel's Discovery does. A nodep dependency is followed only once its module
+// is in the graph through other dependencies, and then may raise its version; that can bring in
+// further modules, so discovery repeats until nothing changes.
 func (r *resolver) discover() error {
 	r.graph[rootKey] = &graphNode{key: rootKey, file: r.root}
 	r.order = append(r.order, rootKey)
-	for i := 0; i < len(r.order); i++ {
-		node := r.graph[r.order[i]]
-		for _, d := range node.file.deps {
-			k := r.applyOverrides(d)
-			node.deps = append(node.deps, depSpec{name: k.name, version: k.version, maxCompatibilityLevel: d.maxCompatibilityLevel, dev: d.dev})
-			if _, known := r.graph[k]; known || r.unavailable[k] {
-				continue
-			}
-			r.firstAskedBy[k] = node.key
-			next, err := r.load(k, d)
-			if err != nil {
+	done := 0
+	for {
+		for ; done < len(r.order); done++ {
+			if err := r.discoverDeps(r.graph[r.order[done]]); err != nil {
 				return err
 			}
-			if next == nil {
-				r.unavailable[k] = true
-				continue
-			}
-			r.graph[k] = next
-			r.order = append(r.order, k)
+		}
+		added, err := r.followNodeps()
+		if err != nil || !added {
+			return err
+		}
+	}
+}
+
+// fileDeps are the bazel_deps of a node's MODULE.bazel; the root also depends on the built-in
+// bazel_tools, as every Bazel module does.
+func (r *resolver) fileDeps(node *graphNode) []depSpec {
+	deps := node.file.deps
+	if node.key == rootKey && r.builtin != nil {
+		deps = append(append([]depSpec(nil), deps...), depSpec{name: r.builtin.name, maxCompatibilityLevel: -1})
+	}
+	return deps
+}
+
+// discoverDeps records a node's dependencies with the root's overrides applied, and reads the
+// module versions they ask for that are new (nodep ones excepted).
+func (r *resolver) discoverDeps(node *graphNode) error {
+	for _, d := range r.fileDeps(node) {
+		k := r.applyOverrides(d)
+		node.deps = append(node.deps, depSpec{name: k.name, version: k.version, maxCompatibilityLevel: d.maxCompatibilityLevel, dev: d.dev, nodep: d.nodep})
+		if d.nodep {
+			continue
+		}
+		if err := r.visit(k, d, node.key); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// visit reads the MODULE.bazel of module version k, asked for by d of from, unless already known.
+func (r *resolver) visit(k moduleKey, d depSpec, from moduleKey) error {
+	if _, known := r.graph[k]; known || r.unavailable[k] {
+		return nil
+	}
+	r.firstAskedBy[k] = from
+	next, err := r.load(k, d)
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		r.unavailable[k] = true
+		return nil
+	}
+	r.graph[k] = next
+	r.order = append(r.order, k)
+	return nil
+}
+
+// followNodeps reads the versions that nodep dependencies ask for, of modules the graph already
+// holds, and reports whether that added any.
+func (r *resolver) followNodeps() (bool, error) {
+	present := map[string]bool{}
+	for _, k := range r.order {
+		present[k.name] = true
+	}
+	before := len(r.order)
+	for _, from := range append([]moduleKey(nil), r.order...) {
+		for _, d := range r.graph[from].deps {
+			if d.nodep && present[d.name] {
+				if err := r.visit(moduleKey{d.name, d.version}, d, from); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
+	return len(r.order) > before, nil
+}
+
 // load reads the MODULE.bazel of one module version; nil (and a problem) when it does not exist.
 func (r *resolver) load(k moduleKey, asked depSpec) (*graphNode, error) {
 	node := &graphNode{key: k}
+	if r.builtin != nil && k.name == r.builtin.name {
+		node.file, node.fromOutside = r.builtin, "built into Bazel"
+		return node, nil
+	}
 	if k.version == "" {
 		o, ok := r.root.overrides[k.name]
 		if !ok || !o.nonRegistry() {
@@ -627,7 +709,7 @@ func (r *resolver) selectVersions() []moduleKey {
 		for _, d := range r.graph[k].deps {
 			key := depSpec{name: d.name, version: d.version, maxCompatibilityLevel: d.maxCompatibilityLevel}
 			dk := moduleKey{d.name, d.version}
-			if _, done := choices[key]; done || dk == rootKey {
+			if _, done := choices[key]; done || dk == rootKey || d.nodep {
 				continue
 			}
 			if _, found := r.graph[dk]; !found {
@@ -655,8 +737,9 @@ func (r *resolver) selectVersions() []moduleKey {
 			pick[specs[j]] = c[rest%len(c)]
 			rest /= len(c)
 		}
-		pruned, failure := r.walk(pick, groups)
+		pruned, from, failure := r.walk(pick, groups)
 		if failure == "" {
+			r.selectedFrom = from
 			return pruned
 		}
 		if firstFailure == "" {
@@ -701,30 +784,35 @@ func (r *resolver) possibleResolutions(d depSpec, own selectionGroup, selected m
 // walk follows the selected graph from the root and returns what it reaches, or why the result
 // is not a valid graph: one module at two compatibility levels, or a version a
 // multiple_version_override does not allow.
-func (r *resolver) walk(pick map[depSpec]moduleKey, groups map[moduleKey]selectionGroup) ([]moduleKey, string) {
+func (r *resolver) walk(pick map[depSpec]moduleKey, groups map[moduleKey]selectionGroup) ([]moduleKey, map[moduleKey]moduleKey, string) {
 	type reached struct{ key, from moduleKey }
 	byName := map[string]reached{}
 	seen := map[moduleKey]bool{rootKey: true}
 	queue := []reached{{key: rootKey}}
 	var out []moduleKey
+	from := map[moduleKey]moduleKey{}
 	for len(queue) > 0 {
 		cur := queue[0]
 		queue = queue[1:]
 		out = append(out, cur.key)
+		from[cur.key] = cur.from
 		if cur.key != rootKey {
 			if o, ok := r.root.overrides[cur.key.name]; ok && o.kind == "multiple_version_override" {
 				if groups[cur.key].targetAllowed == "" {
-					return nil, fmt.Sprintf("%s depends on %s, which the multiple_version_override on %s does not allow (it allows only %s)",
+					return nil, nil, fmt.Sprintf("%s depends on %s, which the multiple_version_override on %s does not allow (it allows only %s)",
 						r.label(cur.from), cur.key, cur.key.name, strings.Join(o.versions, ", "))
 				}
 			} else if prev, ok := byName[cur.key.name]; ok {
-				return nil, fmt.Sprintf("%s depends on %s at compatibility level %d, but %s depends on %s at compatibility level %d: Bazel needs one level (a max_compatibility_level or a multiple_version_override could allow both)",
+				return nil, nil, fmt.Sprintf("%s depends on %s at compatibility level %d, but %s depends on %s at compatibility level %d: Bazel needs one level (a max_compatibility_level or a multiple_version_override could allow both)",
 					r.label(cur.from), cur.key, r.level(cur.key), r.label(prev.from), prev.key, r.level(prev.key))
 			} else {
 				byName[cur.key.name] = cur
 			}
 		}
 		for _, d := range r.graph[cur.key].deps {
+			if d.nodep {
+				continue // it raised a version in selection; it reaches nothing
+			}
 			next := rootKey
 			if (moduleKey{d.name, d.version}) != rootKey {
 				k, ok := pick[depSpec{name: d.name, version: d.version, maxCompatibilityLevel: d.maxCompatibilityLevel}]
@@ -739,7 +827,7 @@ func (r *resolver) walk(pick map[depSpec]moduleKey, groups map[moduleKey]selecti
 			}
 		}
 	}
-	return out, ""
+	return out, from, ""
 }
 
 // checkSelected holds the selected graph to the registry's yanked versions and to
@@ -777,4 +865,90 @@ func quoteAll(list []string) string {
 		quoted[i] = strconv.Quote(s)
 	}
 	return strings.Join(quoted, ", ")
+}
+
+// bazelBound is the lower end of a bazel_compatibility list: the Bazel release it starts at, and
+// whether it excludes that release itself (">").
+type bazelBound struct {
+	version   string // X.Y.Z; "" when the list sets no lower bound
+	exclusive bool
+}
+
+func (b bazelBound) String() string {
+	if b.exclusive {
+		return ">" + b.version
+	}
+	return ">=" + b.version
+}
+
+// compare orders two lower bounds by the releases they admit: the higher bound admits fewer.
+func (b bazelBound) compare(o bazelBound) int {
+	switch {
+	case b.version == "" || o.version == "":
+		return boolOrder(b.version != "") - boolOrder(o.version != "")
+	}
+	if c := compareVersions(b.version, o.version); c != 0 {
+		return c
+	}
+	return boolOrder(b.exclusive) - boolOrder(o.exclusive)
+}
+
+// lowerBound is the tightest ">=" or ">" entry of a bazel_compatibility list. Upper bounds and
+// excluded releases ("<", "<=", "-") say nothing about the oldest Bazel a module needs.
+func lowerBound(constraints []string) bazelBound {
+	var low bazelBound
+	for _, c := range constraints {
+		m := bazelCompatibilityRE.FindStringSubmatch(c)
+		if m == nil || (m[1] != ">=" && m[1] != ">") {
+			continue
+		}
+		if b := (bazelBound{version: m[2], exclusive: m[1] == ">"}); b.compare(low) > 0 {
+			low = b
+		}
+	}
+	return low
+}
+
+// checkFloor derives the graph's floor, the lowest Bazel every selected module admits, and holds
+// the root's bazel_compatibility to it: a root that states one must not promise a Bazel that a
+// module of its own graph refuses. A root without one promises nothing (Bazel reads it as "any").
+func (r *resolver) checkFloor(pruned []moduleKey) {
+	var floor *bazelFloor
+	for _, k := range pruned {
+		if k == rootKey {
+			continue
+		}
+		b := lowerBound(r.graph[k].file.bazelCompatibility)
+		if b.version == "" {
+			continue
+		}
+		at := r.selectedChain(k)
+		switch {
+		case floor == nil || b.compare(floor.bound) > 0:
+			floor = &bazelFloor{bound: b, setBy: []string{at}}
+		case b.compare(floor.bound) == 0:
+			floor.setBy = append(floor.setBy, at)
+		}
+	}
+	r.res.floor = floor
+	if floor == nil || len(r.root.bazelCompatibility) == 0 {
+		return
+	}
+	if promised := lowerBound(r.root.bazelCompatibility); promised.compare(floor.bound) < 0 {
+		admits := "every Bazel"
+		if promised.version != "" {
+			admits = "Bazel " + promised.String()
+		}
+		r.problemf("%s: bazel_compatibility = [%s] admits %s, but the resolved graph needs Bazel %s: %s; raise its lower bound to %q",
+			r.root.name, quoteAll(r.root.bazelCompatibility), admits, floor.bound, strings.Join(floor.setBy, ", "), floor.bound.String())
+	}
+}
+
+// selectedChain is the path from the root to k in the selected graph.
+func (r *resolver) selectedChain(k moduleKey) string {
+	keys := []string{}
+	for ; k != rootKey; k = r.selectedFrom[k] {
+		keys = append([]string{k.String()}, keys...)
+	}
+	return strings.Join(append([]string{r.root.name}, keys...), " -> ")
 }

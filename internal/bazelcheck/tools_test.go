@@ -71,7 +71,7 @@ func TestActionlint(t *testing.T) {
 	// The files by name, not found by actionlint itself: it looks for them only in a git checkout.
 	workflows, err := filepath.Glob(filepath.Join(repoRoot(t), ".github", "workflows", "*.y*ml"))
 	require.NoError(t, err)
-	for _, name := range []string{"ci.yml", "release.yml"} {
+	for _, name := range []string{"bazel.yml", "ci.yml", "release.yml"} {
 		require.Contains(t, workflows, filepath.Join(repoRoot(t), ".github", "workflows", name))
 	}
 	// -pyflakes= : no workflow runs Python, so there is nothing for pyflakes to check.

@@ -111,8 +111,8 @@ func readModules(root string) (map[string]*bazelModule, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && skippedDir(d.Name()) {
-			return filepath.SkipDir
+		if d.IsDir() && path != root && skippedDir(d.Name()) {
+			return filepath.SkipDir // not the root itself: a checkout may be called bazel-something
 		}
 		if !d.IsDir() && d.Name() == "MODULE.bazel" {
 			dirs = append(dirs, filepath.Dir(path))
@@ -221,7 +221,7 @@ func readModule(dir string) (*bazelModule, error) {
 		if rel == "." {
 			rel = ""
 		}
-		if skippedDir(d.Name()) || ignored[rel] {
+		if (rel != "" && skippedDir(d.Name())) || ignored[rel] {
 			return filepath.SkipDir
 		}
 		if rel != "" && fileExists(filepath.Join(path, "MODULE.bazel")) {
