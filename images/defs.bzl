@@ -155,8 +155,9 @@ def linux_load(name, image, repo_tags, **kwargs):
     to Linux on a macOS host, that is a Linux bsdtar the Mac cannot run; without it, our images are
     incompatible with a darwin target (linux_compatible). So only the image moves to Linux, on the
     host's cpu (Apple silicon: arm64, Intel: amd64), which is what Docker Desktop runs natively;
-    oci_load and its tools stay on the host. On a Linux host on amd64 or arm64 the transition
-    changes nothing. Hosts on other cpus skip the target in `bazel build //...`.
+    oci_load and its tools stay on the host. On a Linux host on a cpu of LINUX_PLATFORMS the
+    transition changes nothing (on armv7 it adds rules_go's GOARM constraint). Hosts on other cpus
+    skip the target in `bazel build //...`.
 
     Args:
         name: name of the oci_load target; `<name>_image` is the image in its Linux configuration.
