@@ -11,10 +11,25 @@ Load from another module:
 
 load("@rules_oci//oci:defs.bzl", "oci_image", "oci_load")
 
-# OCI/GOARCH architecture name -> the @platforms cpu constraint a target platform carries.
+# OCI/GOARCH architecture name -> the @platforms cpu constraint a target platform carries, in
+# index order: internal/imagespec's Architectures, the Go-native build's list.
 LINUX_PLATFORMS = {
     "amd64": Label("@platforms//cpu:x86_64"),
     "arm64": Label("@platforms//cpu:arm64"),
+    "arm": Label("@platforms//cpu:armv7"),
+    "ppc64le": Label("@platforms//cpu:ppc64le"),
+    "s390x": Label("@platforms//cpu:s390x"),
+    "riscv64": Label("@platforms//cpu:riscv64"),
+}
+
+# Architectures of LINUX_PLATFORMS that need more than a cpu: the OCI `variant` their image and
+# index entry carry (internal/imagespec's Variants), and the constraints their platform adds.
+# rules_go sets GOARM from @rules_go//go/constraints/arm; the Go-native build compiles with GOARM=7.
+LINUX_VARIANTS = {
+    "arm": struct(
+        variant = "v7",
+        constraints = [Label("@rules_go//go/constraints/arm:7")],
+    ),
 }
 
 # The platform targets an oci_image_index transitions its image to, in index order.
@@ -33,7 +48,7 @@ def linux_platforms(name = "linux", visibility = None):
             constraint_values = [
                 Label("@platforms//os:linux"),
                 cpu,
-            ],
+            ] + (LINUX_VARIANTS[arch].constraints if arch in LINUX_VARIANTS else []),
             visibility = visibility,
         )
 
@@ -66,8 +81,20 @@ def oci_architecture():
                          ", ".join([str(cpu) for cpu in LINUX_PLATFORMS.values()]),
     )
 
+def oci_variant():
+    """The OCI variant of the target platform, as a select() for oci_image's `variant`.
+
+    Returns:
+        A select() from the cpu constraint to the variant; "" (no variant) for the other cpus.
+    """
+    by_cpu = {LINUX_PLATFORMS[arch]: v.variant for arch, v in LINUX_VARIANTS.items()}
+    by_cpu["//conditions:default"] = ""
+    return select(by_cpu)
+
 def scratch_image(name, tars, target_compatible_with = [], **kwargs):
-    """An oci_image with no base image, for linux, whose architecture follows the target platform.
+    """An oci_image with no base image, for linux, whose platform follows the target platform.
+
+    The architecture (and the variant, for arm/v7) come from the target platform's cpu.
 
     Nothing is pulled: the image holds exactly the layers in `tars`, in that order. Put the probe's
     layer first (`@health_check_proxy//images:layer`): it changes less often than yours.
@@ -77,13 +104,15 @@ def scratch_image(name, tars, target_compatible_with = [], **kwargs):
         tars: the layers, bottom first.
         target_compatible_with: constraints of yours; linux_compatible() is always added.
         **kwargs: other oci_image arguments: `entrypoint`, `cmd`, `user`, `env`, `created`,
-            `labels`, `visibility`, ... (not `base`, `os` or `architecture`).
+            `labels`, `annotations`, `visibility`, ... (not `base`, `os`, `architecture` or
+            `variant`).
     """
     oci_image(
         name = name,
         tars = tars,
         os = "linux",
         architecture = oci_architecture(),
+        variant = oci_variant(),
         target_compatible_with = linux_compatible() + target_compatible_with,
         **kwargs
     )
@@ -126,8 +155,9 @@ def linux_load(name, image, repo_tags, **kwargs):
     to Linux on a macOS host, that is a Linux bsdtar the Mac cannot run; without it, our images are
     incompatible with a darwin target (linux_compatible). So only the image moves to Linux, on the
     host's cpu (Apple silicon: arm64, Intel: amd64), which is what Docker Desktop runs natively;
-    oci_load and its tools stay on the host. On a Linux host on amd64 or arm64 the transition
-    changes nothing. Hosts on other cpus skip the target in `bazel build //...`.
+    oci_load and its tools stay on the host. On a Linux host on a cpu of LINUX_PLATFORMS the
+    transition changes nothing (on armv7 it adds rules_go's GOARM constraint). Hosts on other cpus
+    skip the target in `bazel build //...`.
 
     Args:
         name: name of the oci_load target; `<name>_image` is the image in its Linux configuration.

@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
+	"debug/macho"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -29,7 +31,14 @@ import (
 	"github.com/health-check-proxy/health-check-proxy/internal/testutil"
 )
 
-const testVersion = "v0.0.0-buildimage-test"
+const (
+	testVersion  = "v0.0.0-buildimage-test"
+	testRevision = "0123456789abcdef0123456789abcdef01234567"
+)
+
+// testBinaryPlatforms: two of the image's platforms and one desktop. The release's default list
+// (every platform) is checked by the release workflow's own build.
+var testBinaryPlatforms = []string{"linux/amd64", "linux/arm/v7", "darwin/arm64"}
 
 func TestRunRejectsBadUsageBeforeBuilding(t *testing.T) {
 	for _, tc := range []struct {
@@ -38,7 +47,12 @@ func TestRunRejectsBadUsageBeforeBuilding(t *testing.T) {
 		want string
 	}{
 		{"no output asked for", nil, "nothing to write"},
-		{"unknown platform", []string{"-layer", "x.tar", "-platform", "linux/s390x"}, `platform "linux/s390x"`},
+		{"unknown platform", []string{"-layer", "x.tar", "-platform", "linux/mips64"}, `platform "linux/mips64"`},
+		{"variant that is not built", []string{"-layer", "x.tar", "-platform", "linux/arm/v6"}, `platform "linux/arm/v6"`},
+		{"unknown binary platform", []string{"-binaries", "dir", "-binary-platforms", "linux/amd64,plan9/amd64"}, `platform "plan9/amd64"`},
+		{"revision with a space", []string{"-o", "dir", "-revision", "a b"}, "-revision"},
+		{"index platform unknown", []string{"-o", "dir", "-platforms", "linux/amd64,linux/mips"}, `-platforms: platform "linux/mips"`},
+		{"platform outside the index", []string{"-layer", "x.tar", "-platforms", "linux/arm64", "-platform", "linux/amd64"}, "-platform linux/amd64 is not one of -platforms"},
 		{"platform without os", []string{"-layer", "x.tar", "-platform", "amd64"}, `platform "amd64"`},
 		{"positional argument", []string{"-o", "dir", "extra"}, "unexpected arguments: extra"},
 		{"version with a space", []string{"-o", "dir", "-version", "v1 2"}, "version"},
@@ -55,7 +69,7 @@ func TestRunRejectsBadUsageBeforeBuilding(t *testing.T) {
 	}
 }
 
-// digestLines parses the command's output: "index sha256:..." and "linux/ARCH sha256:...".
+// digestLines parses the command's output: "index sha256:..." and "PLATFORM sha256:...".
 func digestLines(t *testing.T, out string) map[string]string {
 	t.Helper()
 	digests := map[string]string{}
@@ -89,6 +103,8 @@ var buildOnce = sync.OnceValues(func() (built, error) {
 		"-layer", filepath.Join(dir, "layer.tar"),
 		"-layers", filepath.Join(dir, "layers"),
 		"-sbom", filepath.Join(dir, "sbom.spdx.json"),
+		"-revision", testRevision,
+		"-binaries", filepath.Join(dir, "binaries"), "-binary-platforms", strings.Join(testBinaryPlatforms, ","),
 	}, &stdout, &stderr)
 	if code != 0 {
 		return built{dir: dir}, fmt.Errorf("build-image exited %d: %s", code, stderr.String())
@@ -132,7 +148,7 @@ func TestOutputPrintsTheDigestsOfTheWrittenLayout(t *testing.T) {
 	}
 	assert.Equal(t, digests["index"], byRef["dev"])
 	for _, arch := range imagespec.Architectures {
-		assert.Equal(t, digests["linux/"+arch], byRef["dev-"+arch], arch)
+		assert.Equal(t, digests[imagespec.Platform(arch)], byRef["dev-"+arch], arch)
 	}
 	assert.Len(t, digests, 1+len(imagespec.Architectures))
 }
@@ -189,21 +205,71 @@ func sha256Hex(data []byte) string {
 // of its platform's image, so its SHA-256 (in a release's SHA256SUMS) is the manifest's layer digest.
 func TestLayersAreTheBlobsTheManifestsName(t *testing.T) {
 	dir, _ := buildLayout(t)
-	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 	for _, arch := range imagespec.Architectures {
-		t.Run("linux/"+arch, func(t *testing.T) {
-			path := filepath.Join(dir, "layers", "health-check-layer-linux-"+arch+".tar.gz")
+		t.Run(imagespec.Platform(arch), func(t *testing.T) {
+			path := filepath.Join(dir, "layers", "health-check-layer-"+strings.ReplaceAll(imagespec.Platform(arch), "/", "-")+".tar.gz")
 			blob, err := os.ReadFile(path)
 			require.NoError(t, err)
 			assert.Equal(t, layoutLayerDigest(t, dir, arch), "sha256:"+sha256Hex(blob))
-			exe, err := elf.NewFile(bytes.NewReader(probeFromLayer(t, path)))
-			require.NoError(t, err)
-			assert.Equal(t, machines[arch], exe.Machine)
+			assertELFFor(t, arch, probeFromLayer(t, path))
 		})
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, "layers"))
 	require.NoError(t, err)
 	assert.Len(t, entries, len(imagespec.Architectures), "one layer per platform, nothing else")
+}
+
+// assertELFFor checks that probe is a static Linux executable for arch: the machine, word size and
+// byte order the platform runs, and no program interpreter (scratch has no dynamic loader).
+func assertELFFor(t *testing.T, arch string, probe []byte) {
+	t.Helper()
+	want := map[string]struct {
+		machine elf.Machine
+		class   elf.Class
+		order   binary.ByteOrder
+	}{
+		"amd64":   {elf.EM_X86_64, elf.ELFCLASS64, binary.LittleEndian},
+		"arm64":   {elf.EM_AARCH64, elf.ELFCLASS64, binary.LittleEndian},
+		"arm":     {elf.EM_ARM, elf.ELFCLASS32, binary.LittleEndian},
+		"ppc64le": {elf.EM_PPC64, elf.ELFCLASS64, binary.LittleEndian},
+		"s390x":   {elf.EM_S390, elf.ELFCLASS64, binary.BigEndian},
+		"riscv64": {elf.EM_RISCV, elf.ELFCLASS64, binary.LittleEndian},
+	}[arch]
+	require.NotZero(t, want.machine, "no ELF expectation for %s", arch)
+	exe, err := elf.NewFile(bytes.NewReader(probe))
+	require.NoError(t, err)
+	assert.Equal(t, want.machine, exe.Machine)
+	assert.Equal(t, want.class, exe.Class)
+	assert.Equal(t, want.order, exe.ByteOrder)
+	assert.Equal(t, elf.ET_EXEC, exe.Type, "a static executable, not PIE")
+	for _, prog := range exe.Progs {
+		assert.NotEqual(t, elf.PT_INTERP, prog.Type, "no program interpreter")
+	}
+}
+
+// TestBinariesAreTheProbesOfTheImageAndTheDesktops: -binaries writes each Linux platform's probe as
+// the very bytes its layer carries, and compiles the desktop ones; nothing else lands there.
+func TestBinariesAreTheProbesOfTheImageAndTheDesktops(t *testing.T) {
+	dir, _ := buildLayout(t)
+	entries, err := os.ReadDir(filepath.Join(dir, "binaries"))
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"health-check-linux-amd64", "health-check-linux-arm-v7", "health-check-darwin-arm64"}, names)
+
+	for _, arch := range []string{"amd64", "arm"} {
+		probe, err := os.ReadFile(filepath.Join(dir, "binaries", binaryFileName(imagespec.Platform(arch))))
+		require.NoError(t, err)
+		assert.Equal(t, sha256Hex(probeFromLayer(t, filepath.Join(dir, "layers", layerFileName(arch)))), sha256Hex(probe), arch)
+		assertELFFor(t, arch, probe)
+	}
+	exe, err := macho.Open(filepath.Join(dir, "binaries", "health-check-darwin-arm64"))
+	require.NoError(t, err)
+	defer exe.Close()
+	assert.Equal(t, macho.CpuArm64, exe.Cpu)
+	assert.Equal(t, "health-check-windows-arm64.exe", binaryFileName("windows/arm64"))
 }
 
 // TestSBOMDescribesTheProbesInTheLayers: the SBOM's binary checksums are those of the probes the
@@ -230,10 +296,10 @@ func TestSBOMDescribesTheProbesInTheLayers(t *testing.T) {
 	assert.Equal(t, "SPDX-2.3", doc.SPDXVersion)
 	assert.Equal(t, "1970-01-01T00:00:00Z", doc.CreationInfo.Created)
 	for _, arch := range imagespec.Architectures {
-		binary := probeFromLayer(t, filepath.Join(dir, "layers", "health-check-layer-linux-"+arch+".tar.gz"))
+		binary := probeFromLayer(t, filepath.Join(dir, "layers", layerFileName(arch)))
 		found := false
 		for _, p := range doc.Packages {
-			if p.Name != "health-check (linux/"+arch+")" {
+			if p.Name != "health-check ("+imagespec.Platform(arch)+")" {
 				continue
 			}
 			found = true
@@ -242,7 +308,7 @@ func TestSBOMDescribesTheProbesInTheLayers(t *testing.T) {
 			assert.Equal(t, "SHA256", p.Checksums[0].Algorithm)
 			assert.Equal(t, sha256Hex(binary), p.Checksums[0].Value, arch)
 		}
-		assert.True(t, found, "the SBOM describes the linux/%s probe", arch)
+		assert.True(t, found, "the SBOM describes the %s probe", imagespec.Platform(arch))
 	}
 }
 
@@ -299,6 +365,36 @@ func TestProbeCarriesTheStampedVersion(t *testing.T) {
 	assert.Contains(t, string(got), testVersion)
 }
 
+// qemuUser names Debian's qemu-user-static emulator of each architecture.
+var qemuUser = map[string]string{
+	"amd64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static", "arm": "qemu-arm-static",
+	"ppc64le": "qemu-ppc64le-static", "s390x": "qemu-s390x-static", "riscv64": "qemu-riscv64-static",
+}
+
+// TestEveryPlatformsProbeRunsUnderQemuUser runs each layer's probe with `-version` through
+// qemu-user (the host's own architecture natively): it starts on its platform and carries the
+// stamped version. The container tests run the images themselves where the engine can (binfmt).
+func TestEveryPlatformsProbeRunsUnderQemuUser(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skipf("runs Linux probes; this is %s", runtime.GOOS)
+	}
+	dir, _ := buildLayout(t)
+	for _, arch := range imagespec.Architectures {
+		t.Run(imagespec.Platform(arch), func(t *testing.T) {
+			bin := filepath.Join(t.TempDir(), "health-check")
+			require.NoError(t, os.WriteFile(bin, probeFromLayer(t, filepath.Join(dir, "layers", layerFileName(arch))), 0o755))
+			cmd := exec.Command(bin, "-version")
+			if arch != runtime.GOARCH {
+				qemu := testutil.RequireCommand(t, qemuUser[arch], "apt-get install -y qemu-user-static")
+				cmd = exec.Command(qemu, bin, "-version")
+			}
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), testVersion)
+		})
+	}
+}
+
 func TestSkopeoReadsTheLayout(t *testing.T) {
 	skopeo := testutil.RequireCommand(t, "skopeo", "apt-get install -y skopeo")
 	dir, out := buildLayout(t)
@@ -324,19 +420,36 @@ func TestSkopeoReadsTheLayout(t *testing.T) {
 		require.Len(t, manifests, len(imagespec.Architectures))
 		for i, arch := range imagespec.Architectures {
 			m := manifests[i].(map[string]any)
-			assert.Equal(t, digests["linux/"+arch], m["digest"])
-			assert.Equal(t, map[string]any{"os": "linux", "architecture": arch}, m["platform"])
+			assert.Equal(t, digests[imagespec.Platform(arch)], m["digest"])
+			platform := map[string]any{"os": "linux", "architecture": arch}
+			if variant := imagespec.Variants[arch]; variant != "" {
+				platform["variant"] = variant
+			}
+			assert.Equal(t, platform, m["platform"])
 		}
 	})
 	for _, arch := range imagespec.Architectures {
-		t.Run("linux/"+arch+" from the index", func(t *testing.T) {
-			v := inspect(t, "--override-os", "linux", "--override-arch", arch, "oci:"+dir+":dev")
+		t.Run(imagespec.Platform(arch)+" from the index", func(t *testing.T) {
+			args := []string{"--override-os", "linux", "--override-arch", arch}
+			if variant := imagespec.Variants[arch]; variant != "" {
+				args = append(args, "--override-variant", variant)
+			}
+			v := inspect(t, append(args, "oci:"+dir+":dev")...)
 			assert.Equal(t, arch, v["Architecture"])
 			assert.Equal(t, "linux", v["Os"])
 			assert.Equal(t, "1970-01-01T00:00:00Z", v["Created"])
 			assert.Len(t, v["Layers"], 1)
 		})
-		t.Run("linux/"+arch+" config by its own name", func(t *testing.T) {
+		t.Run(imagespec.Platform(arch)+" manifest annotations", func(t *testing.T) {
+			manifest := inspect(t, "--raw", "oci:"+dir+":dev-"+arch)
+			assert.Equal(t, map[string]any{
+				imagespec.AnnotationSource: imagespec.Source, imagespec.AnnotationRevision: testRevision,
+				imagespec.AnnotationVersion: testVersion, imagespec.AnnotationCreated: "1970-01-01T00:00:00Z",
+				imagespec.AnnotationLicenses: imagespec.Licenses, imagespec.AnnotationTitle: imagespec.Title,
+				imagespec.AnnotationDescription: imagespec.Description,
+			}, manifest["annotations"])
+		})
+		t.Run(imagespec.Platform(arch)+" config by its own name", func(t *testing.T) {
 			cfg := inspect(t, "--config", "oci:"+dir+":dev-"+arch)
 			assert.Equal(t, arch, cfg["architecture"])
 			config := cfg["config"].(map[string]any)
@@ -350,7 +463,7 @@ func TestUmociUnpacksOnlyTheProbe(t *testing.T) {
 	umoci := testutil.RequireCommand(t, "umoci", "apt-get install -y umoci")
 	dir, _ := buildLayout(t)
 	for _, arch := range imagespec.Architectures {
-		t.Run("linux/"+arch, func(t *testing.T) {
+		t.Run(imagespec.Platform(arch), func(t *testing.T) {
 			bundle := filepath.Join(t.TempDir(), "bundle")
 			args := []string{"unpack"}
 			if os.Geteuid() != 0 {
@@ -418,8 +531,10 @@ func moduleFiles(t *testing.T, root string) []string {
 // TestTwoCheckoutsGiveTheSameIndexDigest copies the module twice, to directories of different
 // depth, and builds the image in each: one with the caller's environment and warm build cache, one
 // with its own HOME, GOPATH and an empty GOCACHE. The digests and the SBOMs must match. Only the
-// module cache is shared, so the test downloads nothing. The cold build is the slow part: a minute
-// or two of CPU for two platforms' standard library.
+// module cache is shared, so the test downloads nothing. The cold build is the slow part, so both
+// build two of the six platforms (amd64, and arm/v7 for a 32-bit one with a variant): the standard
+// library of each platform compiled from nothing is most of a build's CPU. The release's rebuild
+// job checks all six, from the source archive on another machine.
 func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
 	testutil.NeedsGoTree(t)
 	if testing.Short() {
@@ -453,7 +568,7 @@ func TestTwoCheckoutsGiveTheSameIndexDigest(t *testing.T) {
 	}
 	build := func(name, src string, env ...string) map[string]string {
 		cmd := exec.Command(tool, "-o", filepath.Join(tmp, name+"-image"), "-version", testVersion,
-			"-sbom", filepath.Join(tmp, name+".spdx.json"))
+			"-platforms", "linux/amd64,linux/arm/v7", "-sbom", filepath.Join(tmp, name+".spdx.json"))
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), env...)
 		var stdout, stderr bytes.Buffer

@@ -20,8 +20,12 @@ import (
 
 // goarchToCPU maps a GOARCH (and OCI architecture) to the @platforms cpu constraint of it.
 var goarchToCPU = map[string]string{
-	"amd64": "@platforms//cpu:x86_64",
-	"arm64": "@platforms//cpu:arm64",
+	"amd64":   "@platforms//cpu:x86_64",
+	"arm64":   "@platforms//cpu:arm64",
+	"arm":     "@platforms//cpu:armv7",
+	"ppc64le": "@platforms//cpu:ppc64le",
+	"s390x":   "@platforms//cpu:s390x",
+	"riscv64": "@platforms//cpu:riscv64",
 }
 
 // mtreeKeywordRE is one keyword=value of an mtree line; a value may be a $(execpath ...) that Bazel
@@ -79,6 +83,36 @@ func TestPlatformsFollowImageSpec(t *testing.T) {
 	}
 	assert.Equal(t, imagespec.Architectures, arches, "images/defs.bzl LINUX_PLATFORMS, in index order")
 
+	// LINUX_VARIANTS: the variant of each architecture that has one, and for arm the rules_go
+	// constraint that makes GOARM the one the Go-native build uses.
+	defs, err := parseFile(filepath.Join(repoRoot(t), "images", "defs.bzl"))
+	require.NoError(t, err)
+	variants := map[string]string{}
+	constraints := map[string][]string{}
+	for _, stmt := range defs.Stmt {
+		a, ok := stmt.(*build.AssignExpr)
+		if !ok || literal(a.LHS) != "LINUX_VARIANTS" {
+			continue
+		}
+		dict, ok := a.RHS.(*build.DictExpr)
+		require.True(t, ok, "LINUX_VARIANTS is a dict literal")
+		for _, kv := range dict.List {
+			call, ok := kv.Value.(*build.CallExpr)
+			require.True(t, ok && calleeName(call) == "struct", "LINUX_VARIANTS values are struct(...)")
+			arch := literal(kv.Key)
+			variants[arch] = stringArg(call, "variant")
+			list, ok := kwarg(call, "constraints").(*build.ListExpr)
+			require.True(t, ok, "LINUX_VARIANTS[%q].constraints is a list", arch)
+			for _, c := range list.List {
+				label, ok := c.(*build.CallExpr)
+				require.True(t, ok && calleeName(label) == "Label" && len(label.List) == 1)
+				constraints[arch] = append(constraints[arch], literal(label.List[0]))
+			}
+		}
+	}
+	assert.Equal(t, imagespec.Variants, variants, "images/defs.bzl LINUX_VARIANTS")
+	assert.Equal(t, map[string][]string{"arm": {"@rules_go//go/constraints/arm:" + imagespec.GOARM}}, constraints)
+
 	index := imagesCall(t, "index")
 	assert.Equal(t, "oci_image_index", calleeName(index))
 	assert.Equal(t, []string{":image"}, stringList(kwarg(index, "images")))
@@ -110,6 +144,7 @@ func TestImageFollowsImageSpec(t *testing.T) {
 	require.NotNil(t, inner, "scratch_image calls oci_image")
 	assert.Equal(t, imagespec.OS, stringArg(inner, "os"))
 	assert.Equal(t, "oci_architecture()", build.FormatString(kwarg(inner, "architecture")))
+	assert.Equal(t, "oci_variant()", build.FormatString(kwarg(inner, "variant")))
 
 	created := stringArg(image, "created")
 	require.NotEmpty(t, created, "a fixed created time from a checked-in file")
@@ -120,6 +155,15 @@ func TestImageFollowsImageSpec(t *testing.T) {
 	when, err := time.Parse(time.RFC3339, string(data))
 	require.NoError(t, err)
 	assert.Equal(t, time.Unix(imagespec.DefaultSourceDateEpoch, 0).UTC(), when.UTC(), "created, as the Go-native build")
+
+	// The annotations of a build that is not a release, as the Go-native build writes them.
+	annotations, ok := kwarg(image, "annotations").(*build.DictExpr)
+	require.True(t, ok, "the image's annotations are a dict literal")
+	got := map[string]string{}
+	for _, kv := range annotations.List {
+		got[literal(kv.Key)] = literal(kv.Value)
+	}
+	assert.Equal(t, imagespec.Annotations(imagespec.UnstampedVersion, imagespec.UnstampedRevision, string(data)), got)
 
 	layer := imagesCall(t, "layer")
 	assert.Equal(t, "tar", calleeName(layer))

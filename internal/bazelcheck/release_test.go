@@ -54,9 +54,10 @@ func runStep(t *testing.T, dir, script string, env ...string) map[string]string 
 	t.Helper()
 	githubEnv := filepath.Join(t.TempDir(), "github_env")
 	require.NoError(t, os.WriteFile(githubEnv, nil, 0o644))
+	githubOutput := filepath.Join(t.TempDir(), "github_output")
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append(env, "GITHUB_ENV="+githubEnv)...)
+	cmd.Env = append(os.Environ(), append(env, "GITHUB_ENV="+githubEnv, "GITHUB_OUTPUT="+githubOutput)...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s\n%s", script, out)
 	data, err := os.ReadFile(githubEnv)
@@ -111,10 +112,10 @@ func TestSourceArchiveIsWhereTheBCRTemplateSays(t *testing.T) {
 	git(t, repo, "tag", "-a", "-m", "release test", tag)
 	require.NoError(t, os.MkdirAll(filepath.Join(repo, "dist", "release"), 0o755))
 
-	set := runStep(t, repo, workflowStep(t, "release.yml", "release", "Version and SOURCE_DATE_EPOCH from the tag"), "TAG="+tag)
+	set := runStep(t, repo, workflowStep(t, "release.yml", "build", "Version and SOURCE_DATE_EPOCH from the tag"), "TAG="+tag)
 	assert.Equal(t, "1.2.3", set["VERSION"], "the tag without its v, as publish-to-bcr's tag_prefix makes it")
 	assert.Regexp(t, `^[0-9]+$`, set["SOURCE_DATE_EPOCH"])
-	runStep(t, repo, workflowStep(t, "release.yml", "release", "Source archive"), "TAG="+tag, "VERSION="+set["VERSION"])
+	runStep(t, repo, workflowStep(t, "release.yml", "build", "Source archive"), "TAG="+tag, "VERSION="+set["VERSION"])
 
 	raw, err := os.ReadFile(filepath.Join(repoRoot(t), ".bcr", "source.template.json"))
 	require.NoError(t, err)
@@ -191,4 +192,97 @@ func TestPublishToBCRStampsTheTagVersionIntoMODULEbazel(t *testing.T) {
 		}
 	}
 	assert.Equal(t, version, moduleVersion)
+}
+
+// TestReleaseTagsFollowTheVersion runs the release job's step that picks the image tags: a release
+// moves vX.Y, vX and latest; a prerelease pushes its own tag only and is marked as one.
+func TestReleaseTagsFollowTheVersion(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "dist"), 0o755))
+	const index = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dist", "digests.txt"),
+		[]byte("index "+index+"\nlinux/amd64 sha256:aa\n"), 0o644))
+	script := workflowStep(t, "release.yml", "release", "Tags and index digest")
+	for _, tc := range []struct {
+		tag, tags, prerelease string
+	}{
+		{"v1.2.3", "v1.2.3 v1.2 v1 latest", "false"},
+		{"v10.20.30", "v10.20.30 v10.20 v10 latest", "false"},
+		{"v1.3.0-rc.1", "v1.3.0-rc.1", "true"},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			set := runStep(t, dir, script, "TAG="+tc.tag, "OWNER=Some-Owner")
+			assert.Equal(t, tc.tags, set["TAGS"])
+			assert.Equal(t, tc.prerelease, set["PRERELEASE"])
+			assert.Equal(t, "ghcr.io/some-owner/health-check", set["IMAGE"], "image names are lower case")
+			assert.Equal(t, index, set["INDEX_DIGEST"])
+		})
+	}
+}
+
+// TestReleaseWorkflowProvesWhatItPublishes: nothing is pushed or published before `rebuild` has
+// reproduced the build from the source archive; the publishing job attests provenance for the
+// files and the index, attests the SBOM, signs the index by digest, and each job has only the
+// permissions it uses.
+func TestReleaseWorkflowProvesWhatItPublishes(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), ".github", "workflows", "release.yml"))
+	require.NoError(t, err)
+	type step struct {
+		Name string            `yaml:"name"`
+		Uses string            `yaml:"uses"`
+		Run  string            `yaml:"run"`
+		With map[string]string `yaml:"with"`
+	}
+	var workflow struct {
+		Jobs map[string]struct {
+			Needs       any               `yaml:"needs"`
+			Permissions map[string]string `yaml:"permissions"`
+			Steps       []step            `yaml:"steps"`
+		} `yaml:"jobs"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &workflow))
+
+	assert.Equal(t, map[string]string{"contents": "read"}, workflow.Jobs["build"].Permissions)
+	assert.Equal(t, map[string]string{"contents": "read"}, workflow.Jobs["rebuild"].Permissions)
+	assert.Equal(t, "build", workflow.Jobs["rebuild"].Needs)
+	assert.ElementsMatch(t, []any{"build", "rebuild"}, workflow.Jobs["release"].Needs)
+	assert.Equal(t, map[string]string{
+		"contents": "write", "packages": "write", "id-token": "write", "attestations": "write",
+	}, workflow.Jobs["release"].Permissions)
+
+	var rebuildRuns string
+	for _, s := range workflow.Jobs["rebuild"].Steps {
+		rebuildRuns += s.Run + "\n"
+	}
+	assert.Contains(t, rebuildRuns, `tar -xzf "first/release/health-check-proxy-${TAG}.tar.gz"`, "rebuild builds from the source archive")
+	assert.Contains(t, rebuildRuns, ".github/release/build.sh", "with the same script as build")
+	assert.Contains(t, rebuildRuns, "diff -u first/digests.txt second/digests.txt")
+	assert.Contains(t, rebuildRuns, "diff -u first/release/SHA256SUMS second/release/SHA256SUMS")
+
+	uses := func(s step) string { action, _, _ := strings.Cut(s.Uses, "@"); return action }
+	var provenance, sbomAttestations []map[string]string
+	var cosignInstalled, signed bool
+	for _, s := range workflow.Jobs["release"].Steps {
+		switch uses(s) {
+		case "actions/attest-build-provenance":
+			provenance = append(provenance, s.With)
+		case "actions/attest-sbom":
+			sbomAttestations = append(sbomAttestations, s.With)
+		case "sigstore/cosign-installer":
+			cosignInstalled = true
+		}
+		if strings.Contains(s.Run, `cosign sign --yes "${IMAGE}@${INDEX_DIGEST}"`) {
+			signed = cosignInstalled
+		}
+	}
+	assert.Contains(t, provenance, map[string]string{"subject-checksums": "dist/release/SHA256SUMS"})
+	assert.Contains(t, provenance, map[string]string{
+		"subject-name": "${{ env.IMAGE }}", "subject-digest": "${{ env.INDEX_DIGEST }}",
+		"push-to-registry": "true", "create-storage-record": "false",
+	})
+	assert.Equal(t, []map[string]string{{
+		"subject-name": "${{ env.IMAGE }}", "subject-digest": "${{ env.INDEX_DIGEST }}",
+		"sbom-path": "dist/release/health-check.spdx.json", "push-to-registry": "true",
+	}}, sbomAttestations)
+	assert.True(t, signed, "the index is signed by digest with cosign, installed by an earlier step")
 }

@@ -7,6 +7,7 @@ package imagebuild
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,13 +18,15 @@ import (
 	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
 )
 
-// BinaryOptions say how to compile one Go program for one Linux platform.
+// BinaryOptions say how to compile one Go program for one platform.
 type BinaryOptions struct {
 	// Dir is where the go command runs: any directory inside the module ("" is the current one).
 	Dir string
 	// Package is the import path of the main package; "" is the probe.
 	Package string
-	// Arch is the GOARCH (amd64, arm64).
+	// OS is the GOOS; "" is imagespec.OS. The release also ships the probe for desktops.
+	OS string
+	// Arch is the GOARCH: one of imagespec.Architectures for linux.
 	Arch string
 	// Version is stamped into main.version; "" leaves the program's own default.
 	Version string
@@ -35,15 +38,18 @@ type BinaryOptions struct {
 }
 
 // reproducibleEnv pins every setting of the environment that changes the compiled bytes: a pure-Go
-// static binary, the baseline instruction set of each architecture, and no ambient GOFLAGS or
-// experiments from the caller's shell.
-func reproducibleEnv(arch string) []string {
+// static binary, the baseline instruction set of each architecture (ARMv7 for arm, the variant the
+// index names), and no ambient GOFLAGS or experiments from the caller's shell.
+func reproducibleEnv(goos, arch string) []string {
 	return []string{
 		"CGO_ENABLED=0",
-		"GOOS=" + imagespec.OS,
+		"GOOS=" + goos,
 		"GOARCH=" + arch,
 		"GOAMD64=v1",
 		"GOARM64=v8.0",
+		"GOARM=" + imagespec.GOARM,
+		"GOPPC64=power8",
+		"GORISCV64=rva20u64",
 		"GOFLAGS=",
 		"GOEXPERIMENT=",
 	}
@@ -59,6 +65,11 @@ func BuildBinary(ctx context.Context, opts BinaryOptions, out string) error {
 	if opts.Arch == "" {
 		return errors.New("build binary: no architecture given")
 	}
+	goos := cmp.Or(opts.OS, imagespec.OS)
+	platform := goos + "/" + opts.Arch
+	if goos == imagespec.OS {
+		platform = imagespec.Platform(opts.Arch)
+	}
 	ldflags := "-s -w -buildid="
 	if opts.Version != "" {
 		if err := ValidateVersion(opts.Version); err != nil {
@@ -73,11 +84,11 @@ func BuildBinary(ctx context.Context, opts BinaryOptions, out string) error {
 	if opts.Toolchain != "" {
 		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+opts.Toolchain)
 	}
-	cmd.Env = append(cmd.Env, reproducibleEnv(opts.Arch)...)
+	cmd.Env = append(cmd.Env, reproducibleEnv(goos, opts.Arch)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s for linux/%s: %w: %s", pkg, opts.Arch, err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("go build %s for %s: %w: %s", pkg, platform, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

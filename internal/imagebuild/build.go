@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/imagespec"
 )
@@ -20,11 +22,14 @@ import (
 type Options struct {
 	// Dir is any directory inside the module ("" is the current one).
 	Dir string
-	// Version is stamped into the probe; "" means "dev".
+	// Version is stamped into the probe and the version annotation; "" means
+	// imagespec.UnstampedVersion.
 	Version string
+	// Revision is the source revision annotation; "" means imagespec.UnstampedRevision.
+	Revision string
 	// Toolchain is GOTOOLCHAIN for the go command: see ModuleToolchain.
 	Toolchain string
-	// Epoch is the layer's mtime and the config's created time.
+	// Epoch is the layer's mtime, the config's created time and the created annotation.
 	Epoch time.Time
 	// Architectures to build, in index order; nil means imagespec.Architectures.
 	Architectures []string
@@ -49,10 +54,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if archs == nil {
 		archs = imagespec.Architectures
 	}
-	version := opts.Version
-	if version == "" {
-		version = "dev"
-	}
+	version := cmp.Or(opts.Version, imagespec.UnstampedVersion)
+	annotations := imagespec.Annotations(version, cmp.Or(opts.Revision, imagespec.UnstampedRevision),
+		opts.Epoch.UTC().Format(time.RFC3339))
 	tmp, err := os.MkdirTemp("", "build-image-")
 	if err != nil {
 		return nil, err
@@ -78,12 +82,13 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 		layer, err := ProbeLayer(binary, opts.Epoch)
 		if err != nil {
-			return nil, fmt.Errorf("layer for linux/%s: %w", arch, err)
+			return nil, fmt.Errorf("layer for %s: %w", imagespec.Platform(arch), err)
 		}
 		img, err := Image(arch, opts.Epoch, []v1.Layer{layer}, nil)
 		if err != nil {
-			return nil, fmt.Errorf("image for linux/%s: %w", arch, err)
+			return nil, fmt.Errorf("image for %s: %w", imagespec.Platform(arch), err)
 		}
+		img = mutate.Annotations(img, annotations).(v1.Image)
 		res.Layers[arch] = layer
 		res.Binaries[arch] = binary
 		res.Images[arch] = img

@@ -38,6 +38,7 @@ func Image(arch string, created time.Time, layers []v1.Layer, configure func(*v1
 	cfgFile = cfgFile.DeepCopy()
 	cfgFile.OS = imagespec.OS
 	cfgFile.Architecture = arch
+	cfgFile.Variant = imagespec.Variants[arch]
 	cfgFile.Created = stamp
 	cfgFile.Config = v1.Config{
 		User:       imagespec.User,

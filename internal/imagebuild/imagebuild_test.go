@@ -128,7 +128,7 @@ func TestImageConfigAndManifestPerArchitecture(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, imagespec.OS, cfg.OS)
 			assert.Equal(t, arch, cfg.Architecture)
-			assert.Empty(t, cfg.Variant)
+			assert.Equal(t, imagespec.Variants[arch], cfg.Variant, "arm says which ARM it needs")
 			assert.True(t, epoch.Equal(cfg.Created.Time), "created %v", cfg.Created)
 			assert.Equal(t, imagespec.User, cfg.Config.User)
 			assert.Equal(t, imagespec.Entrypoint, cfg.Config.Entrypoint)
@@ -192,7 +192,8 @@ func TestIndexListsEveryPlatformInOrderWithoutArtifactType(t *testing.T) {
 		assert.Equal(t, digest, desc.Digest)
 		assert.Equal(t, imagespec.ManifestMediaType, string(desc.MediaType))
 		require.NotNil(t, desc.Platform)
-		assert.Equal(t, v1.Platform{OS: imagespec.OS, Architecture: arch}, *desc.Platform)
+		assert.Equal(t, v1.Platform{OS: imagespec.OS, Architecture: arch, Variant: imagespec.Variants[arch]}, *desc.Platform)
+		assert.Equal(t, imagespec.Platform(arch), desc.Platform.String())
 		assert.Empty(t, desc.ArtifactType, "an image is not an artifact")
 	}
 	raw, err := idx.RawManifest()
@@ -399,7 +400,8 @@ func TestModuleToolchainIsTheGoLineOfGoMod(t *testing.T) {
 }
 
 // TestBuildTwiceGivesTheSameDigests compiles the real probe for every platform twice and compares
-// the digests: the unit-sized version of the reproducibility test in cmd/build-image.
+// the digests: the unit-sized version of the reproducibility test in cmd/build-image. Without a
+// revision, the manifests carry the fixed annotations of a build that is not a release.
 func TestBuildTwiceGivesTheSameDigests(t *testing.T) {
 	testutil.NeedsGoTree(t)
 	if testing.Short() {
@@ -426,5 +428,37 @@ func TestBuildTwiceGivesTheSameDigests(t *testing.T) {
 		entries := layerEntries(t, first.Layers[arch])
 		require.Len(t, entries, 1)
 		assert.Greater(t, len(entries[0].content), 100_000, "%s: the layer carries a real binary", arch)
+		manifest, err := first.Images[arch].Manifest()
+		require.NoError(t, err)
+		assert.Equal(t, imagespec.Annotations("test", imagespec.UnstampedRevision, "2023-11-14T22:13:20Z"), manifest.Annotations, arch)
 	}
+}
+
+// TestAnnotationsCarryTheReleaseValues: version, revision and created are the ones given, the
+// other four are the project's, on every manifest; the index and its entries carry none (rules_oci
+// writes none there either), so a platform's manifest digest is all a signature needs.
+func TestAnnotationsCarryTheReleaseValues(t *testing.T) {
+	testutil.NeedsGoTree(t)
+	res, err := Build(context.Background(), Options{
+		Version: "v1.2.3", Revision: "0123456789abcdef0123456789abcdef01234567", Toolchain: "local",
+		Epoch: epoch, Architectures: []string{"arm"},
+	})
+	require.NoError(t, err)
+	manifest, err := res.Images["arm"].Manifest()
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{
+		"org.opencontainers.image.source":      "https://github.com/health-check-proxy/health-check-proxy",
+		"org.opencontainers.image.revision":    "0123456789abcdef0123456789abcdef01234567",
+		"org.opencontainers.image.version":     "v1.2.3",
+		"org.opencontainers.image.created":     "2023-11-14T22:13:20Z",
+		"org.opencontainers.image.licenses":    "NOASSERTION",
+		"org.opencontainers.image.title":       "health-check",
+		"org.opencontainers.image.description": imagespec.Description,
+	}, manifest.Annotations)
+	index, err := res.Index.IndexManifest()
+	require.NoError(t, err)
+	assert.Empty(t, index.Annotations)
+	require.Len(t, index.Manifests, 1)
+	assert.Empty(t, index.Manifests[0].Annotations)
+	assert.Equal(t, "linux/arm/v7", index.Manifests[0].Platform.String())
 }

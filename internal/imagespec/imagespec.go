@@ -41,8 +41,68 @@ const (
 	LayerMediaType    = "application/vnd.oci.image.layer.v1.tar+gzip"
 )
 
+// The OCI annotations every image manifest carries (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
+// Version, revision and created are known only to a release, which stamps them; a plain build
+// gives the fixed values below, so that its digests stay the same from build to build.
+const (
+	AnnotationSource      = "org.opencontainers.image.source"
+	AnnotationRevision    = "org.opencontainers.image.revision"
+	AnnotationVersion     = "org.opencontainers.image.version"
+	AnnotationCreated     = "org.opencontainers.image.created"
+	AnnotationLicenses    = "org.opencontainers.image.licenses"
+	AnnotationTitle       = "org.opencontainers.image.title"
+	AnnotationDescription = "org.opencontainers.image.description"
+
+	Source = "https://github.com/health-check-proxy/health-check-proxy"
+	// Licenses is an SPDX expression; the repository declares no license yet, and NOASSERTION is
+	// SPDX's word for "nothing is claimed".
+	Licenses    = "NOASSERTION"
+	Title       = "health-check"
+	Description = "A static probe for Kubernetes exec probes and Docker HEALTHCHECKs: HTTP(S) with mutual TLS, gRPC health, TCP and TLS."
+	// UnstampedVersion and UnstampedRevision are what a build that is not a release says.
+	UnstampedVersion  = "dev"
+	UnstampedRevision = "unknown"
+)
+
+// Annotations are the manifest annotations of an image of the given version, from the given
+// source revision, created at created (an RFC 3339 time in UTC, as the config's created field).
+func Annotations(version, revision, created string) map[string]string {
+	return map[string]string{
+		AnnotationSource:      Source,
+		AnnotationRevision:    revision,
+		AnnotationVersion:     version,
+		AnnotationCreated:     created,
+		AnnotationLicenses:    Licenses,
+		AnnotationTitle:       Title,
+		AnnotationDescription: Description,
+	}
+}
+
 // Entrypoint is the image's entrypoint: the probe itself, so `docker run IMAGE -url ...` works.
 var Entrypoint = []string{BinaryPath}
 
-// Architectures are the platforms of the multi-arch index, in index order.
-var Architectures = []string{"amd64", "arm64"}
+// Architectures are the GOARCH values (and OCI architectures) of the multi-arch index's platforms,
+// in index order: the six Linux platforms grpc-health-probe's users run on. images/defs.bzl's
+// LINUX_PLATFORMS names the same list (internal/bazelcheck holds it to this one).
+var Architectures = []string{"amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64"}
+
+// GOARM is the ARM version the 32-bit arm probe is compiled for: ARMv7 with hardware floating
+// point, what Debian's armhf and the linux/arm/v7 images of Docker Hub run on.
+const GOARM = "7"
+
+// Variants holds the OCI platform variant of the architectures that have one: arm is built for
+// GOARM, which the index must say, or a runtime on an ARMv6 board would pick an image it cannot run.
+var Variants = map[string]string{"arm": "v" + GOARM}
+
+// Platform is the OCI platform of an architecture as docker and skopeo write it: "linux/arm64",
+// "linux/arm/v7".
+func Platform(arch string) string {
+	if variant := Variants[arch]; variant != "" {
+		return OS + "/" + arch + "/" + variant
+	}
+	return OS + "/" + arch
+}
+
+// DesktopPlatforms are the platforms, besides the image's, that a release ships the probe for as a
+// plain file: developers run it on their own machines against the same endpoints.
+var DesktopPlatforms = []string{"darwin/amd64", "darwin/arm64", "windows/amd64", "windows/arm64"}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ var buildProbes = sync.OnceValues(func() (builtProbes, error) {
 		if err != nil {
 			return builtProbes{}, err
 		}
-		probes.binaries = append(probes.binaries, Binary{Platform: imagespec.OS + "/" + arch, Content: content})
+		probes.binaries = append(probes.binaries, Binary{Platform: imagespec.Platform(arch), Content: content})
 	}
 	return probes, nil
 })
@@ -185,7 +186,11 @@ func TestSPDXListsWhatTheLinkerPutIntoTheProbe(t *testing.T) {
 		assert.Equal(t, []any{jsonObject{"algorithm": "SHA256", "checksumValue": hex.EncodeToString(sum[:])}},
 			binary["checksums"], b.Platform)
 		assert.Equal(t, testVersion, binary["versionInfo"])
-		assert.Contains(t, binary["comment"], "GOARCH="+strings.TrimPrefix(b.Platform, "linux/"))
+		arch, variant, _ := strings.Cut(strings.TrimPrefix(b.Platform, "linux/"), "/")
+		assert.Contains(t, binary["comment"], "GOARCH="+arch)
+		if variant != "" {
+			assert.Contains(t, binary["comment"], "GOARM="+strings.TrimPrefix(variant, "v"), "the variant is the GOARM the linker recorded")
+		}
 	}
 
 	xnet := packageNamed(t, doc, "golang.org/x/net")
@@ -218,7 +223,8 @@ func TestSPDXIsTheSameBytesForTheSameBinaries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, first, again)
 
-	reversed := []Binary{binaries[1], binaries[0]}
+	reversed := slices.Clone(binaries)
+	slices.Reverse(reversed)
 	other, err := SPDX(testOptions(), reversed)
 	require.NoError(t, err)
 	assert.Equal(t, first, other, "the order the platforms are given in does not matter")
