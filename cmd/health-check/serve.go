@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/health-check-proxy/health-check-proxy/internal/serve"
+	"github.com/health-check-proxy/health-check-proxy/cmd/health-check/internal/serve"
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
