@@ -23,7 +23,15 @@ const (
 	noopName  = "noop"
 	curlName  = "curl"
 	ghpName   = "grpc-health-probe"
+	// bench/embedded built plainly, and with the probe in it (-tags embedprobe); the command that
+	// runs the probe through it.
+	appAloneName = "app alone"
+	appName      = "app + health-check"
+	embeddedName = "app health-check"
 )
+
+// embedTags is the build tag that puts the healthcheck package into bench/embedded.
+const embedTags = "-tags=embedprobe"
 
 // Kinds of check, as they appear in the report.
 const (
@@ -62,9 +70,11 @@ type binaries struct {
 	probe, floor, noop, curl, grpcHealthProbe string
 	// A probe built from another revision, measured beside the current one (-baseline).
 	baseline, baselineName string
+	// bench/embedded without and with the probe (-embedded).
+	appAlone, app string
 	// Unstripped builds, same code, with symbols for callgrind's per-package costs (-symbols
 	// builds only when callgrind runs).
-	probeSymbols, floorSymbols, baselineSymbols string
+	probeSymbols, floorSymbols, baselineSymbols, appSymbols string
 }
 
 // A buildPlan says which programs to build or find.
@@ -75,6 +85,7 @@ type buildPlan struct {
 	symbols   bool   // also build unstripped copies for callgrind
 	peers     bool   // install grpc-health-probe and find curl
 	baseline  string // a git revision, or ""
+	embedded  bool   // build bench/embedded with and without the probe
 }
 
 // withSymbolsFlags build the same code as shipFlags, keeping the symbol table and DWARF.
@@ -88,19 +99,32 @@ func buildBinaries(plan buildPlan) (*binaries, error) {
 		floor: filepath.Join(plan.binDir, floorName),
 		noop:  filepath.Join(plan.binDir, noopName),
 	}
-	type build struct{ dir, out, pkg string }
+	type build struct {
+		dir, out, pkg string
+		tags          []string // extra build flags: embedTags
+	}
 	builds := []build{
-		{plan.moduleDir, b.probe, "./cmd/health-check"},
-		{plan.moduleDir, b.floor, "./bench/floor"},
-		{plan.moduleDir, b.noop, "./bench/noop"},
+		{plan.moduleDir, b.probe, "./cmd/health-check", nil},
+		{plan.moduleDir, b.floor, "./bench/floor", nil},
+		{plan.moduleDir, b.noop, "./bench/noop", nil},
 	}
 	var symbolBuilds []build
 	if plan.symbols {
 		b.probeSymbols = filepath.Join(plan.binDir, "symbols", probeName)
 		b.floorSymbols = filepath.Join(plan.binDir, "symbols", floorName)
 		symbolBuilds = append(symbolBuilds,
-			build{plan.moduleDir, b.probeSymbols, "./cmd/health-check"},
-			build{plan.moduleDir, b.floorSymbols, "./bench/floor"})
+			build{plan.moduleDir, b.probeSymbols, "./cmd/health-check", nil},
+			build{plan.moduleDir, b.floorSymbols, "./bench/floor", nil})
+	}
+	if plan.embedded {
+		b.appAlone, b.app = filepath.Join(plan.binDir, "app-alone", "app"), filepath.Join(plan.binDir, "app")
+		builds = append(builds,
+			build{plan.moduleDir, b.appAlone, "./bench/embedded", nil},
+			build{plan.moduleDir, b.app, "./bench/embedded", []string{embedTags}})
+		if plan.symbols {
+			b.appSymbols = filepath.Join(plan.binDir, "symbols", "app")
+			symbolBuilds = append(symbolBuilds, build{plan.moduleDir, b.appSymbols, "./bench/embedded", []string{embedTags}})
+		}
 	}
 	if plan.baseline != "" {
 		if err := unpackRevision(plan.moduleDir, plan.baseline, plan.srcDir); err != nil {
@@ -108,41 +132,45 @@ func buildBinaries(plan buildPlan) (*binaries, error) {
 		}
 		b.baselineName = probeName + "@" + plan.baseline
 		b.baseline = filepath.Join(plan.binDir, "baseline", probeName)
-		builds = append(builds, build{plan.srcDir, b.baseline, "./cmd/health-check"})
+		builds = append(builds, build{plan.srcDir, b.baseline, "./cmd/health-check", nil})
 		if plan.symbols {
 			b.baselineSymbols = filepath.Join(plan.binDir, "baseline-symbols", probeName)
-			symbolBuilds = append(symbolBuilds, build{plan.srcDir, b.baselineSymbols, "./cmd/health-check"})
+			symbolBuilds = append(symbolBuilds, build{plan.srcDir, b.baselineSymbols, "./cmd/health-check", nil})
 		}
 	}
 	for _, bd := range builds {
-		if err := goBuild(bd.dir, bd.out, bd.pkg, shipFlags); err != nil {
+		if err := goBuild(bd.dir, bd.out, bd.pkg, append(bd.tags, shipFlags...)); err != nil {
 			return nil, err
 		}
 	}
 	for _, bd := range symbolBuilds {
-		if err := goBuild(bd.dir, bd.out, bd.pkg, withSymbolsFlags); err != nil {
+		if err := goBuild(bd.dir, bd.out, bd.pkg, append(bd.tags, withSymbolsFlags...)); err != nil {
 			return nil, err
 		}
 	}
 	if !plan.peers {
 		return b, nil
 	}
+	return b, findPeers(plan.binDir, b)
+}
 
+// findPeers installs grpc-health-probe as the probe is built and finds curl.
+func findPeers(binDir string, b *binaries) error {
 	// go install with a version ignores the current module; run it outside anyway.
 	install := exec.Command("go", "install", shipFlags[0], shipFlags[1], grpcHealthProbeModule)
-	install.Dir = plan.binDir
-	install.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+plan.binDir)
+	install.Dir = binDir
+	install.Env = append(os.Environ(), "CGO_ENABLED=0", "GOBIN="+binDir)
 	if err := runQuiet(install); err != nil {
-		return nil, err
+		return err
 	}
-	b.grpcHealthProbe = filepath.Join(plan.binDir, ghpName)
+	b.grpcHealthProbe = filepath.Join(binDir, ghpName)
 
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		return nil, fmt.Errorf("curl is needed as a peer (apt-get install -y curl, or -peers=false): %w", err)
+		return fmt.Errorf("curl is needed as a peer (apt-get install -y curl, or -peers=false): %w", err)
 	}
 	b.curl = curl
-	return b, nil
+	return nil
 }
 
 // unpackRevision writes the tree of a git revision into dir (git archive | tar -x), leaving the
@@ -211,6 +239,7 @@ func commandsFor(row *certRow, b *binaries, probeArgs, probeEnv []string) []*com
 	}
 	add(&command{name: probeName, check: checkHTTPS, path: b.probe, env: probeEnv, args: withURL(probeArgs, httpsURL)})
 	add(&command{name: b.baselineName, check: checkHTTPS, path: b.baseline, args: withURL(nil, httpsURL)})
+	add(&command{name: embeddedName, check: checkHTTPS, path: b.app, args: append([]string{"health-check"}, withURL(nil, httpsURL)...)})
 	add(&command{name: floorName, check: checkHTTPS, path: b.floor,
 		args: []string{caFile, clientCertFile, clientKeyFile, row.httpsAddr}})
 	// How curl is written in a health check: fail on HTTP errors, quiet but for errors, body

@@ -32,6 +32,10 @@
 //	                   before/after figures from one run; -probe-args and -probe-env do not apply to it
 //	-peers=false       leave out curl and grpc-health-probe, for quicker experiments
 //	-skip-callgrind    no instruction counts (they need valgrind)
+//	-embedded          also an application that carries the probe (bench/embedded, net/http and
+//	                   crypto/tls; -tags embedprobe adds the healthcheck package): its size with and
+//	                   without the probe, and `embedded health-check ...` measured beside health-check
+//	                   for the HTTPS check of every row
 //	-serve-cpu         instead of the above: machine CPU per health check, from /proc/stat, for an
 //	                   exec probe through Docker, the probe process alone, and a kubelet-style GET
 //	                   through health-check serve, and the same GET through bench/naive, a sidecar
@@ -78,6 +82,7 @@ type options struct {
 	baseline       string
 	peers          bool
 	skipCallgrind  bool
+	embedded       bool
 }
 
 func main() {
@@ -92,6 +97,7 @@ func main() {
 	flag.StringVar(&opts.baseline, "baseline", "", "also measure the probe built from this git revision")
 	flag.BoolVar(&opts.peers, "peers", true, "measure curl and grpc-health-probe")
 	flag.BoolVar(&opts.skipCallgrind, "skip-callgrind", false, "skip the instruction counts")
+	flag.BoolVar(&opts.embedded, "embedded", false, "also measure an application that carries the probe (bench/embedded)")
 	serveCPU := flag.Bool("serve-cpu", false, "measure CPU per check: docker exec, the probe process, a GET through serve and through a net/http sidecar; and the sidecars' memory (needs Docker)")
 	kubelet := flag.Bool("kubelet", false, "with -serve-cpu: measure CPU per probe through a real kubelet instead (needs root, containerd, runc)")
 	flag.Parse()
@@ -99,7 +105,7 @@ func main() {
 	opts.certs = strings.Split(certs, ",")
 	if flag.NArg() > 0 || *kubelet && (!*serveCPU || opts.baseline != "") || opts.rounds < 1 || opts.warmup < 1 || strings.HasPrefix(opts.baseline, "-") {
 		fmt.Fprintln(os.Stderr, "bench: usage: go run ./bench [-n N >= 1] [-warmup N >= 1] [-out FILE] [-probe-args ARGS] [-probe-env VARS]"+
-			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind] [-serve-cpu [-kubelet]]")
+			" [-certs LIST] [-baseline REV] [-peers=false] [-skip-callgrind] [-embedded] [-serve-cpu [-kubelet]]")
 		os.Exit(64)
 	}
 	if *serveCPU {
@@ -152,11 +158,13 @@ func run(opts options) error {
 		symbols:   valgrind != "",
 		peers:     opts.peers,
 		baseline:  opts.baseline,
+		embedded:  opts.embedded,
 	})
 	if err != nil {
 		return err
 	}
 	rep.baseline = bins.baselineName
+	rep.embedded = bins.app != ""
 	if rep.sizes, err = binarySizes(bins); err != nil {
 		return err
 	}
@@ -278,7 +286,7 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 		progress("callgrind: %s %s %s", cmp.Or(c.row, "—"), c.check, c.name)
 		res.callgrindOut = filepath.Join(dir, fileSlug(cmp.Or(c.row, "any")+"-"+c.check+"-"+c.name)+".out")
 		runs := 1 // the peers'
-		if c.path == bins.probe || c.path == bins.baseline || c.path == bins.floor || c.path == bins.noop {
+		if c.path == bins.probe || c.path == bins.baseline || c.path == bins.floor || c.path == bins.noop || c.path == bins.app {
 			runs = callgrindRuns
 		}
 		n, err := countInstructions(c, c.path, valgrind, res.callgrindOut, runs)
@@ -296,6 +304,9 @@ func countAll(rep *report, bins *binaries, valgrind, dir string) error {
 	runs := []symbolRun{{rep.find(row, checkHTTPS, probeName), bins.probeSymbols}}
 	if rep.baseline != "" {
 		runs = append(runs, symbolRun{rep.find(row, checkHTTPS, rep.baseline), bins.baselineSymbols})
+	}
+	if rep.embedded {
+		runs = append(runs, symbolRun{rep.find(row, checkHTTPS, embeddedName), bins.appSymbols})
 	}
 	runs = append(runs, symbolRun{rep.find(row, checkHTTPS, floorName), bins.floorSymbols})
 	var files, columns []string
@@ -319,7 +330,7 @@ func binarySizes(b *binaries) ([]binarySize, error) {
 	var sizes []binarySize
 	for _, bin := range []struct{ name, path string }{
 		{probeName, b.probe}, {b.baselineName, b.baseline}, {floorName, b.floor}, {noopName, b.noop},
-		{ghpName, b.grpcHealthProbe}, {curlName, b.curl},
+		{appAloneName, b.appAlone}, {appName, b.app}, {ghpName, b.grpcHealthProbe}, {curlName, b.curl},
 	} {
 		if bin.path == "" {
 			continue
@@ -335,7 +346,25 @@ func binarySizes(b *binaries) ([]binarySize, error) {
 		}
 		sizes = append(sizes, size)
 	}
-	return sizes, nil
+	return withProbeAdded(sizes), nil
+}
+
+// withProbeAdded adds, after the application that carries the probe, a row for what the probe added
+// to the application alone, and how that compares with health-check's own size.
+func withProbeAdded(sizes []binarySize) []binarySize {
+	byName := map[string]int64{}
+	for _, s := range sizes {
+		byName[s.name] = s.bytes
+	}
+	alone, withProbe, probe := byName[appAloneName], byName[appName], byName[probeName]
+	if alone == 0 || withProbe == 0 || probe == 0 {
+		return sizes
+	}
+	added := withProbe - alone
+	return append(sizes, binarySize{
+		name:  fmt.Sprintf("what the probe adds to the app (%.2f × health-check)", float64(added)/float64(probe)),
+		bytes: added,
+	})
 }
 
 // sharedLibraries returns the total size and number of the shared libraries a dynamic binary loads,

@@ -18,6 +18,7 @@ type report struct {
 	command   string // the benchmark's command line
 	commit    string // the probe's source revision
 	baseline  string // the baseline probe's command name, "" without one
+	embedded  bool   // an application that carries the probe was measured (-embedded)
 	load      string // load averages while measuring: "1.20 → 1.50"
 	rounds    int
 	warmup    int
@@ -92,6 +93,37 @@ var targets = []target{
 	}},
 }
 
+// embeddedTargets are printed when -embedded measured an application that carries the probe: one
+// probe run through it, its package initialisers included, against one run of health-check.
+var embeddedTargets = []target{
+	{"instructions, app health-check / probe (HTTPS)", 0, false, func(r *report, row string) (float64, bool) {
+		return instructionRatio(r.find(row, checkHTTPS, embeddedName), r.find(row, checkHTTPS, probeName))
+	}},
+	{"CPU, app health-check / probe (HTTPS, median of paired runs)", 0, false, func(r *report, row string) (float64, bool) {
+		return cpuRatio(r.find(row, checkHTTPS, embeddedName), r.find(row, checkHTTPS, probeName))
+	}},
+	{"wall, app health-check / probe (HTTPS, median of paired runs)", 0, false, func(r *report, row string) (float64, bool) {
+		return wallRatio(r.find(row, checkHTTPS, embeddedName), r.find(row, checkHTTPS, probeName))
+	}},
+	{"peak RSS, app health-check / probe (HTTPS, medians)", 0, false, func(r *report, row string) (float64, bool) {
+		return rssRatio(r.find(row, checkHTTPS, embeddedName), r.find(row, checkHTTPS, probeName))
+	}},
+}
+
+// shownTargets are the figures this report has the measurements for.
+func (r *report) shownTargets() []target {
+	var shown []target
+	for _, t := range targets {
+		if !t.baseline || r.baseline != "" {
+			shown = append(shown, t)
+		}
+	}
+	if r.embedded {
+		shown = append(shown, embeddedTargets...)
+	}
+	return shown
+}
+
 // maxProbeBytes is the target for the stripped linux/amd64 probe: 6.5 MB (10⁶ bytes).
 const maxProbeBytes = 6_500_000
 
@@ -129,10 +161,7 @@ func (r *report) render(w io.Writer) {
 
 	fmt.Fprintf(w, "\n| figure | target | %s |\n", strings.Join(r.rows, " | "))
 	fmt.Fprintf(w, "|---|---|%s\n", strings.Repeat("---:|", len(r.rows)))
-	for _, t := range targets {
-		if t.baseline && r.baseline == "" {
-			continue
-		}
+	for _, t := range r.shownTargets() {
 		limit := "—"
 		if t.limit > 0 {
 			limit = fmt.Sprintf("≤ %.2f", t.limit)

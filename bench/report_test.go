@@ -168,6 +168,44 @@ func TestRender(t *testing.T) {
 	assert.NotContains(t, md, "baseline", "baseline rows without a baseline")
 }
 
+// TestRenderEmbedded: with -embedded, the probe run through the application is compared with
+// health-check's own, and the sizes say what the probe added to the application.
+func TestRenderEmbedded(t *testing.T) {
+	row := "ECDSA P-256"
+	res := func(name string, cpu time.Duration, rss, instructions int64) *result {
+		return &result{
+			cmd:          &command{row: row, check: checkHTTPS, name: name, path: "/tmp/x/" + name},
+			cpu:          []time.Duration{cpu, cpu},
+			wall:         []time.Duration{2 * cpu, 2 * cpu},
+			rssKiB:       []int64{rss, rss},
+			instructions: instructions,
+		}
+	}
+	sizes := withProbeAdded([]binarySize{{name: probeName, bytes: 5_000_000}, {name: appAloneName, bytes: 6_000_000}, {name: appName, bytes: 6_500_000}})
+	rep := &report{rows: []string{row}, embedded: true, sizes: sizes, results: []*result{
+		res(probeName, 4*time.Millisecond, 4096, 5_000_000),
+		res(embeddedName, 6*time.Millisecond, 5120, 5_500_000),
+	}}
+	var b strings.Builder
+	rep.render(&b)
+	md := b.String()
+	for _, want := range []string{
+		"| instructions, app health-check / probe (HTTPS) | — | 1.10 |",
+		"| CPU, app health-check / probe (HTTPS, median of paired runs) | — | 1.50 |",
+		"| wall, app health-check / probe (HTTPS, median of paired runs) | — | 1.50 |",
+		"| peak RSS, app health-check / probe (HTTPS, medians) | — | 1.25 |",
+		"| app + health-check | 6.50 MB |  |",
+		"| what the probe adds to the app (0.10 × health-check) | 0.50 MB |  |",
+	} {
+		assert.Contains(t, md, want)
+	}
+
+	rep.embedded = false
+	b.Reset()
+	rep.render(&b)
+	assert.NotContains(t, b.String(), "app health-check /", "embedded rows without -embedded")
+}
+
 func TestRenderMarksMissedTargets(t *testing.T) {
 	assert.Equal(t, "0.84 ✗", formatRatio(0.84, true, 0.60))
 	assert.Equal(t, "0.60 ✓", formatRatio(0.60, true, 0.60))

@@ -1,4 +1,4 @@
-package main
+package healthcheck
 
 import (
 	"encoding/json"
@@ -31,7 +31,7 @@ type probeExample struct {
 
 func TestKubernetesExamplesParse(t *testing.T) {
 	testutil.NeedsGoTree(t)
-	paths, err := filepath.Glob("../../examples/kubernetes/*.yaml")
+	paths, err := filepath.Glob("../../../examples/kubernetes/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, paths)
 	var examples []probeExample
@@ -201,9 +201,9 @@ var shellLines = regexp.MustCompile(`(?m)^health-check (.*)$`)
 // to, parse with today's flags.
 func TestReadmeExamplesParse(t *testing.T) {
 	testutil.NeedsGoTree(t)
-	docs, err := filepath.Glob("../../docs/*.md")
+	docs, err := filepath.Glob("../../../docs/*.md")
 	require.NoError(t, err)
-	for _, path := range append([]string{"../../README.md"}, docs...) {
+	for _, path := range append([]string{"../../../README.md"}, docs...) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			commands := markdownCommands(t, path)
 			serveCommands := 0
@@ -253,7 +253,7 @@ func markdownCommands(t *testing.T, path string) [][]string {
 // TestReadmeFlagsTable: the README's Flags table has a row for every flag, with its variable, as -h does.
 func TestReadmeFlagsTable(t *testing.T) {
 	testutil.NeedsGoTree(t)
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../../README.md")
 	require.NoError(t, err)
 	rows := map[string]string{}
 	for _, line := range strings.Split(string(readme), "\n") {

@@ -1,4 +1,4 @@
-package main
+package healthcheck
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/health-check-proxy/health-check-proxy/internal/serve"
+	"github.com/health-check-proxy/health-check-proxy/cmd/health-check/internal/serve"
 	"github.com/health-check-proxy/health-check-proxy/probe"
 )
 
@@ -189,7 +189,7 @@ func parseServeOptions(args []string, getenv func(string) string) (*serveOptions
 		if err != nil {
 			return nil, fmt.Errorf("check %s: %w", name, err)
 		}
-		config.UserAgent = "health-check/" + version
+		config.UserAgent = "health-check/" + Version
 		for _, header := range config.HopByHopHeaders() {
 			opts.notes = append(opts.notes, fmt.Sprintf("check %s: -header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name, header))
 		}
@@ -255,7 +255,7 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 	for i, c := range opts.server.Checks {
 		names[i] = "/" + c.Name
 	}
-	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", version, listener.Addr(), strings.Join(names, ", "))
+	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", Version, listener.Addr(), strings.Join(names, ", "))
 	for _, note := range opts.notes {
 		fmt.Fprintln(stderr, "health-check serve: "+note)
 	}

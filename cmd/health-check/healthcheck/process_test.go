@@ -1,4 +1,4 @@
-package main
+package healthcheck
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func probeBinary(t *testing.T) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "health-check")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid= -X main.version=v0.0.0-test", "-o", binaryPath, ".")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid= -X main.version=v0.0.0-test", "-o", binaryPath, "..")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -368,7 +368,7 @@ func TestStaticBinary(t *testing.T) {
 // a run (measured with bench/), so the probe speaks HTTP/1.1 and HTTP/2 itself; this keeps it so.
 func TestNoHeavyPackages(t *testing.T) {
 	testutil.NeedsGoTree(t)
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	out, err := exec.Command("go", "list", "-deps", "..").Output()
 	require.NoError(t, err)
 	deps := strings.Fields(string(out))
 	for _, heavy := range []string{"net/http", "golang.org/x/net/http2", "google.golang.org/grpc", "google.golang.org/protobuf/proto",

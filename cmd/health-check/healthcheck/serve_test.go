@@ -1,4 +1,4 @@
-package main
+package healthcheck
 
 import (
 	"bufio"
@@ -52,7 +52,7 @@ func TestParseServeOptions(t *testing.T) {
 				assert.Equal(t, "https://localhost:8443/livez", c["live"].Target.String())
 				assert.Equal(t, probe.DefaultTimeout, c["live"].Timeout)
 				assert.Equal(t, "200-399", c["live"].ExpectStatus.String())
-				assert.Equal(t, "health-check/"+version, c["live"].UserAgent)
+				assert.Equal(t, "health-check/"+Version, c["live"].UserAgent)
 			}},
 		{name: "shared flags apply to every check, in the order given",
 			args: []string{"-listen", "127.0.0.1:9000", "-metrics", "-cacert", "/c/ca.crt", "-cert", "/c/tls.crt", "-key", "/c/tls.key", "-timeout", "2s",
