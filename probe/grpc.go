@@ -171,7 +171,7 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		fields = appendMetadata(fields, c.Header)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline) + grpcTimeoutMargin)})
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpcwire.Timeout(time.Until(deadline) + grpcTimeoutMargin)})
 	}
 	writeErr := client.WriteRequest(fields, request)
 	if writeErr != nil {
@@ -192,7 +192,7 @@ func judgeGRPC(resp *h2.Response) outcome {
 	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return unhealthy("not a gRPC server: HTTP %s", httpStatus(status))
 	}
-	if ct := h2.Get(resp.Header, "content-type"); !grpchealth.IsContentType(ct) {
+	if ct := h2.Get(resp.Header, "content-type"); !grpcwire.IsContentType(ct) {
 		return unhealthy("not a gRPC server: content-type %q", ct)
 	}
 	// A "trailers-only" answer carries grpc-status in its headers and has no body.
@@ -275,7 +275,7 @@ func grpcStatusOutcome(code, message string) outcome {
 	if n == 0 {
 		return unhealthy("grpc-status OK without a message")
 	}
-	name := grpchealth.CodeName(n)
+	name := grpcwire.CodeName(n)
 	if name == "" {
 		name = "code " + code
 	}

@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/workloadapi"
@@ -215,7 +214,7 @@ func startX509SVIDStream(ctx context.Context, conn net.Conn, userAgent string) (
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: userAgent})
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpcwire.Timeout(time.Until(deadline))})
 	}
 	client := h2.NewClient(conn)
 	client.ReceiveWindow = maxStreamBody
@@ -239,7 +238,7 @@ func decodeWorkloadAPIAnswer(resp *h2.Response) (*workloadapi.X509SVIDResponse, 
 	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return nil, fmt.Errorf("not a gRPC server: HTTP %s", httpStatus(status))
 	}
-	if ct := h2.Get(resp.Header, "content-type"); !grpchealth.IsContentType(ct) {
+	if ct := h2.Get(resp.Header, "content-type"); !grpcwire.IsContentType(ct) {
 		return nil, fmt.Errorf("not a gRPC server: content-type %q", ct)
 	}
 	code, message := h2.Get(resp.Header, "grpc-status"), h2.Get(resp.Header, "grpc-message")
