@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -24,18 +22,6 @@ import (
 // over our own HTTP/2 client: at every run, the first message of SpiffeWorkloadAPI/FetchX509SVID gives
 // the client certificate and the trust bundle, so an SVID that the agent rotated is used from the next
 // run on, as rotated files are. A Session keeps the stream open instead (svidwatch.go).
-
-// workloadAPISocket is the socket path of a -workload-api address: unix:///path or unix:/path, as
-// SPIFFE_ENDPOINT_SOCKET is written. The standard also allows tcp://, which agents rarely offer and a
-// probe in the workload's own pod never needs.
-func workloadAPISocket(addr string) (string, error) {
-	u, err := url.Parse(addr)
-	if err != nil || u.Scheme != "unix" || u.Host != "" || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", usageErrorf("bad -workload-api %q: want unix:///path/to/agent.sock", addr)
-	}
-	return u.Path, nil
-}
 
 // workloadAPIConfig fetches an X.509-SVID from the Workload API and returns base with it as the client
 // certificate, and with its trust bundle (and the federated ones) verifying the server unless -cacert
