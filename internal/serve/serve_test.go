@@ -573,6 +573,7 @@ type keptAlive struct{}
 
 func (keptAlive) Check(context.Context) probe.Report           { return probe.Report{} }
 func (keptAlive) UpstreamConnections() (opened, reused uint64) { return 2, 40 }
+func (keptAlive) Close()                                       {}
 
 // TestShutdownDrains: Shutdown lets the answer in flight finish, with Connection: close, and cuts
 // idle connections at once.
