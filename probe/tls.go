@@ -116,9 +116,12 @@ const minConfirmWait = 10 * time.Millisecond
 // succeeds and the server's certificate verifies.
 //
 // In TLS 1.3 the client's side of the handshake ends before the server has checked the client's
-// certificate: a server that rejects it says so in an alert one round trip later. So when the server
-// asked for a certificate, we wait for that alert for as long as the handshake took (at least
-// minConfirmWait): about one round trip and one signature check. Silence in that time means accepted.
+// certificate: a server that rejects it says so in an alert one round trip later, and one that
+// accepts it sends its session tickets then (crypto/tls, OpenSSL and BoringSSL do by default, after
+// the certificate's checks). So when the server asked for a certificate, we wait for either: a ticket
+// is the server's word that it accepted ours, and ends the wait. A server that sends neither gets as
+// long as the handshake took (at least minConfirmWait): about one round trip and one signature
+// check. Silence in that time means accepted.
 func checkTLS(ctx context.Context, a *attempt) outcome {
 	c := a.config
 	conn, err := dial(ctx, c, a.scheme.address(c.Target), a.log)
@@ -137,6 +140,8 @@ func checkTLS(ctx context.Context, a *attempt) outcome {
 		}
 		return presented(info)
 	}
+	ticket := &ticketWatch{ClientSessionCache: config.ClientSessionCache, conn: conn}
+	config.ClientSessionCache = ticket
 	start := time.Now()
 	tlsConn, err := handshake(ctx, c, conn, config, c.Target.Hostname(), "", a.log)
 	if err != nil {
@@ -146,17 +151,53 @@ func checkTLS(ctx context.Context, a *attempt) outcome {
 	state := tlsConn.ConnectionState()
 
 	if certificateRequested && state.Version == tls.VersionTLS13 {
-		wait := max(handshakeTime, minConfirmWait)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			wait = time.Until(deadline)
-		}
-		_ = tlsConn.SetReadDeadline(time.Now().Add(wait))
-		var one [1]byte
-		if _, err := tlsConn.Read(one[:]); err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+		if err := awaitVerdict(ctx, tlsConn, ticket, max(handshakeTime, minConfirmWait)); err != nil {
 			return unreachable(fmt.Errorf("server rejected the client certificate: %w", err))
+		}
+		if ticket.received {
+			a.log("session ticket in %s: the server accepted the client certificate", since(start))
 		}
 	}
 	return healthy(describeConnection(state))
+}
+
+// awaitVerdict reads what a TLS 1.3 server says after the handshake, for wait at most and never past
+// ctx's deadline, until a session ticket arrives; it returns the server's alert, if it sent one.
+func awaitVerdict(ctx context.Context, conn *tls.Conn, ticket *ticketWatch, wait time.Duration) error {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		wait = time.Until(deadline)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	var one [1]byte
+	_, err := conn.Read(one[:])
+	if err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// ticketWatch is a session cache that notes the arrival of a session ticket and ends the read that
+// waits for it: crypto/tls hands a ticket to the cache inside that read, and says nothing otherwise.
+// The cache it wraps, when there is one, still gets the ticket.
+type ticketWatch struct {
+	tls.ClientSessionCache // nil: no cache, tickets are only noted
+	conn                   net.Conn
+	received               bool
+}
+
+func (w *ticketWatch) Get(key string) (*tls.ClientSessionState, bool) {
+	if w.ClientSessionCache == nil {
+		return nil, false
+	}
+	return w.ClientSessionCache.Get(key)
+}
+
+func (w *ticketWatch) Put(key string, state *tls.ClientSessionState) {
+	if w.ClientSessionCache != nil {
+		w.ClientSessionCache.Put(key, state)
+	}
+	w.received = true
+	_ = w.conn.SetReadDeadline(time.Now()) // the read waiting for the verdict ends: we have it
 }
 
 // handshake runs the client side of a TLS handshake on conn, verifying serverName unless the
