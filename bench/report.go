@@ -136,7 +136,8 @@ func (r *report) find(row, check, name string) *result {
 	return nil
 }
 
-// render writes the report as Markdown.
+// render writes the report as Markdown: a header, then a table each of the measurements, the ratios
+// against their targets, the binaries' sizes and where the instructions go, then the command lines.
 func (r *report) render(w io.Writer) {
 	fmt.Fprintf(w, "### Per-exec cost of one health check\n\n")
 	fmt.Fprintf(w, "%s · %s · %s · health-check at %s · load average %s  \n",
@@ -146,7 +147,24 @@ func (r *report) render(w io.Writer) {
 	}
 	fmt.Fprintf(w, "`%s` — medians of %d interleaved rounds after %d warm-up rounds; instructions under callgrind (median of %d runs for our programs, one for the peers)\n\n",
 		r.command, r.rounds, r.warmup, callgrindRuns)
+	r.renderResults(w)
+	r.renderTargets(w)
+	r.renderSizes(w)
+	if b := r.breakdown; b != nil {
+		r.renderBreakdown(w, b)
+	}
+	fmt.Fprint(w, "\n<details><summary>Measured command lines</summary>\n\n```\n")
+	for _, res := range r.results {
+		fmt.Fprintln(w, res.cmd)
+	}
+	fmt.Fprint(w, "```\n</details>\n")
+	for _, note := range r.notes {
+		fmt.Fprintf(w, "\n%s\n", note)
+	}
+}
 
+// renderResults writes the medians of every command measured.
+func (r *report) renderResults(w io.Writer) {
 	fmt.Fprintln(w, "| certificates | check | command | CPU user+sys | of which sys | wall | peak RSS | page faults | instructions |")
 	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, res := range r.results {
@@ -158,7 +176,10 @@ func (r *report) render(w io.Writer) {
 			formatMillis(median(res.cpu)), formatMillis(median(res.sys)), formatMillis(median(res.wall)),
 			formatKiB(res.rssKiB), formatCount(res.faults), formatInstructions(res.instructions))
 	}
+}
 
+// renderTargets writes the ratios the targets are set on, one column per row of certificates.
+func (r *report) renderTargets(w io.Writer) {
 	fmt.Fprintf(w, "\n| figure | target | %s |\n", strings.Join(r.rows, " | "))
 	fmt.Fprintf(w, "|---|---|%s\n", strings.Repeat("---:|", len(r.rows)))
 	for _, t := range r.shownTargets() {
@@ -173,7 +194,10 @@ func (r *report) render(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
+}
 
+// renderSizes writes the binaries' sizes, the probe's against its target.
+func (r *report) renderSizes(w io.Writer) {
 	fmt.Fprintln(w, "\n| binary | size | target |")
 	fmt.Fprintln(w, "|---|---:|---|")
 	for _, s := range r.sizes {
@@ -185,19 +209,6 @@ func (r *report) render(w io.Writer) {
 			limit = fmt.Sprintf("≤ %.1f MB %s", float64(maxProbeBytes)/1e6, mark(s.bytes <= maxProbeBytes))
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", s.name, size, limit)
-	}
-
-	if b := r.breakdown; b != nil {
-		r.renderBreakdown(w, b)
-	}
-
-	fmt.Fprint(w, "\n<details><summary>Measured command lines</summary>\n\n```\n")
-	for _, res := range r.results {
-		fmt.Fprintln(w, res.cmd)
-	}
-	fmt.Fprint(w, "```\n</details>\n")
-	for _, note := range r.notes {
-		fmt.Fprintf(w, "\n%s\n", note)
 	}
 }
 

@@ -2,7 +2,6 @@ package probe
 
 import (
 	"fmt"
-	"net"
 	"net/textproto"
 	"net/url"
 	"sort"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	"github.com/health-check-proxy/health-check-proxy/internal/httpsyntax"
-	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
-	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 )
 
 // Defaults of the health-check command, kept here so that the command, its help and the tests agree.
@@ -34,7 +31,7 @@ const (
 
 // Config is one check: what to check, how, and within which time.
 type Config struct {
-	// Target is the endpoint; its scheme picks the checker (see schemes).
+	// Target is the endpoint; its scheme picks the checker (see schemes, in scheme.go).
 	Target *url.URL
 	// UnixSocket, when set, is dialled instead of the target's host and port.
 	UnixSocket string
@@ -63,98 +60,6 @@ const (
 	methodHead = "HEAD"
 )
 
-// ParseTarget parses and checks a target URL: a known scheme, a host, and for tcp:// and tls:// a
-// port and nothing after it.
-func ParseTarget(raw string) (*url.URL, error) {
-	if strings.TrimSpace(raw) == "" {
-		return nil, usageErrorf("empty URL")
-	}
-	// Only a message quotes the URL, redacted: never a password or a token, and no work when it is good.
-	bad := func(format string, args ...any) error {
-		return usageErrorf("bad URL %q: "+format, append([]any{RedactURL(raw)}, args...)...)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, bad("%v", unwrapURLError(err))
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if u.Scheme == "" {
-		return nil, bad("no scheme (want one of %s)", schemeList())
-	}
-	s := lookupScheme(u.Scheme)
-	if s == nil {
-		return nil, bad("unknown scheme %q (want one of %s)", u.Scheme, schemeList())
-	}
-	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
-		return nil, bad("no host")
-	}
-	if u.User != nil {
-		return nil, bad("user information is not supported (use -header 'Authorization: ...')")
-	}
-	if port := u.Port(); port != "" {
-		if _, err := parsePort(port); err != nil {
-			return nil, bad("%v", err)
-		}
-	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, bad("empty port")
-	}
-	if s.defaultPort == "" && u.Port() == "" {
-		return nil, bad("%s:// needs a port", u.Scheme)
-	}
-	// The checkers dial and request u.String(): a host that does not parse back the same (an IPv6
-	// zone with bytes that are not UTF-8, written back as an escape the parser refuses) names no
-	// endpoint the probe could reach.
-	if again, err := url.Parse(u.String()); err != nil || again.Host != u.Host {
-		return nil, bad("the host cannot be written back as a URL (bytes that are not UTF-8?)")
-	}
-	switch s.kind {
-	case kindConnection:
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return nil, bad("%s:// takes only host and port", u.Scheme)
-		}
-	case kindGRPC:
-		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return nil, bad("%s:// takes only host and port (the service is -service)", u.Scheme)
-		}
-	}
-	return u, nil
-}
-
-// LegacyTarget builds the target from the original tool's flags: -scheme, -host, -statusPort and
-// -path (with or without a leading slash).
-func LegacyTarget(scheme, host, port, path string) (*url.URL, error) {
-	scheme = strings.ToLower(scheme)
-	s := lookupScheme(scheme)
-	if s == nil {
-		return nil, usageErrorf("bad -scheme %q (want one of %s)", scheme, schemeList())
-	}
-	if host == "" {
-		return nil, usageErrorf("empty -host")
-	}
-	if strings.ContainsAny(host, "/?#@ ") {
-		if at := strings.LastIndex(host, "@"); at >= 0 {
-			host = "…" + host[at:] // user information, perhaps a password
-		}
-		return nil, usageErrorf("bad -host %q", host)
-	}
-	if port == "" {
-		return nil, usageErrorf("no target: give a URL, or -statusPort (with -host, -path, -scheme)")
-	}
-	if _, err := parsePort(port); err != nil {
-		return nil, usageErrorf("bad -statusPort: %v", err)
-	}
-	raw := scheme + "://" + net.JoinHostPort(strings.Trim(host, "[]"), port)
-	if path != "" && s.kind == kindHTTP {
-		if !strings.HasPrefix(path, "/") {
-			path = "/" + path
-		}
-		raw += path
-	} else if path != "" {
-		return nil, usageErrorf("-path applies to http and https, not %s", scheme)
-	}
-	return ParseTarget(raw)
-}
-
 func parsePort(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 65535 {
@@ -169,18 +74,6 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// address is the host:port to dial, with the scheme's default port.
-func address(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if s := lookupScheme(u.Scheme); s != nil && s.defaultPort != "" {
-			port = s.defaultPort
-		}
-	}
-	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // StatusSet is a set of HTTP status codes, written as a list of codes and ranges: "200,204,300-399".
@@ -309,62 +202,4 @@ func (c *Config) HopByHopHeaders() []string {
 func isHostChar(r rune) bool {
 	return r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' ||
 		strings.ContainsRune("!$%&'()*+,-.:;=[]_~", r))
-}
-
-// Validate checks that the options fit the target's scheme and each other, before any I/O.
-func (c *Config) Validate() error {
-	if c.Target == nil {
-		return usageErrorf("no target")
-	}
-	scheme := c.Target.Scheme
-	s := lookupScheme(scheme)
-	if s == nil {
-		return usageErrorf("unknown scheme %q (want one of %s)", scheme, schemeList())
-	}
-	if c.Timeout <= 0 {
-		return usageErrorf("-timeout must be positive")
-	}
-	if c.Timeout > MaxTimeout {
-		return usageErrorf("-timeout %s is longer than the maximum, %s", c.Timeout, MaxTimeout)
-	}
-	if c.Retries < 0 {
-		return usageErrorf("-retry must be 0 or more")
-	}
-	if c.RetryDelay < 0 {
-		return usageErrorf("-retry-delay must be 0 or more")
-	}
-	if s.kind != kindHTTP {
-		switch {
-		case c.Method != "" && c.Method != methodGet:
-			return usageErrorf("-method applies to http and https, not %s", scheme)
-		case s.kind == kindConnection && (len(c.Header) > 0 || c.Host != ""):
-			return usageErrorf("-header applies to http, https, grpc and grpcs, not %s", scheme)
-		case c.ExpectBody != "":
-			return usageErrorf("-expect-body applies to http and https, not %s", scheme)
-		case c.ExpectStatus != nil && c.ExpectStatus.String() != DefaultExpectStatus:
-			return usageErrorf("-expect-status applies to http and https, not %s", scheme)
-		}
-	}
-	if c.Method != "" && c.Method != methodGet && c.Method != methodHead {
-		return usageErrorf("bad -method %q: want GET or HEAD", c.Method)
-	}
-	if s.kind == kindGRPC {
-		if err := validateMetadata(c.Header); err != nil {
-			return err
-		}
-	}
-	if c.GRPCService != "" && s.kind != kindGRPC {
-		return usageErrorf("-service applies to grpc and grpcs, not %s", scheme)
-	}
-	// The request goes out whole, before the server could grant more than HTTP/2's initial window.
-	// (Metadata goes in the header block, which has its own bound: the server's, checked by the server.)
-	if n := len(grpchealth.EncodeRequest(c.GRPCService)); n > h2.InitialSendWindow {
-		return usageErrorf("-service of %d bytes is too long (the request is %d bytes, HTTP/2 allows %d)", len(c.GRPCService), n, h2.InitialSendWindow)
-	}
-	if !s.tls {
-		if flag := c.TLS.firstSet(); flag != "" {
-			return usageErrorf("%s needs a TLS scheme (https, grpcs or tls), not %s", flag, scheme)
-		}
-	}
-	return c.TLS.validate()
 }

@@ -31,50 +31,37 @@ import (
 //
 // It speaks HTTP/2 itself (internal/h2), on one connection and on the calling goroutine: grpc:// is h2c
 // with prior knowledge, as gRPC does, grpcs:// is TLS with ALPN h2. Every wait ends at ctx's deadline.
-func checkGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	return callGRPC(ctx, c, tlsConfig, log, nil)
-}
-
-// grpcConn is an HTTP/2 connection for health calls: the connection (TLS or not), the TCP
-// connection under it, and its client side.
-type grpcConn struct {
-	conn, tcp  net.Conn
-	client     *h2.Client
-	reused     bool   // kept from an earlier check
-	generation uint64 // of the session's TLS material it was opened with
-}
-
-// callGRPC is checkGRPC; with a session, on the HTTP/2 connection kept from the last check when it
-// can take another stream, and the connection is kept for the next check when the call ended cleanly.
-// A call on a kept connection that the server did not process (it closed the connection, said GOAWAY
-// or refused the stream) is made once more on a new connection.
-func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) outcome {
-	request := grpchealth.EncodeRequest(c.GRPCService) // Validate keeps it within one HTTP/2 window
-	conn := session.takeGRPC(len(request), log)
+// The connection is one of a.conns: with a Session, the one kept from the last check when it can take
+// another stream, and it is kept for the next check when the call ended cleanly. A call on a kept
+// connection that the server did not process (it closed the connection, said GOAWAY or refused the
+// stream) is made once more on a new connection.
+func checkGRPC(ctx context.Context, a *attempt) outcome {
+	request := grpchealth.EncodeRequest(a.config.GRPCService) // Validate keeps it within one HTTP/2 window
+	conn := a.conns.takeGRPC(len(request), a.log)
 	var resp *h2.Response
 	var err error
 	var start time.Time
 	for {
 		if conn == nil {
-			tlsConn, tcpConn, err := dialGRPC(ctx, c, tlsConfig, log, session)
+			tlsConn, tcpConn, err := dialGRPC(ctx, a)
 			if err != nil {
 				return failed(err)
 			}
 			conn = &grpcConn{conn: tlsConn, tcp: tcpConn, client: h2.NewClient(tlsConn)}
-			session.openedGRPC(conn)
+			a.conns.opened(&conn.keptState)
 		} else if deadline, ok := ctx.Deadline(); ok {
 			_ = conn.tcp.SetDeadline(deadline)
 		}
 		start = time.Now()
-		resp, err = callHealthCheck(ctx, c, conn.conn, conn.client, request)
+		resp, err = callHealthCheck(ctx, a, conn.conn, conn.client, request)
 		if err == nil || !conn.reused || !conn.client.Unprocessed() || isTimeout(err) || ctx.Err() != nil {
 			break
 		}
-		log("the kept HTTP/2 connection did not take the call (%v): calling on a new one", err)
+		a.log("the kept HTTP/2 connection did not take the call (%v): calling on a new one", err)
 		conn.tcp.Close()
 		conn = nil
 	}
-	session.releaseGRPC(conn, err == nil && conn.client.Reusable(len(request)))
+	a.conns.releaseGRPC(conn, err == nil && conn.client.Reusable(len(request)))
 	if err != nil {
 		var reset *h2.ResetError
 		if errors.As(err, &reset) && pastDeadline(ctx) {
@@ -91,7 +78,7 @@ func callGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 	if grpcStatus == "" {
 		grpcStatus = h2.Get(resp.Trailer, "grpc-status")
 	}
-	log("answer :status %s, grpc-status %s in %s", h2.Get(resp.Header, ":status"), cmp.Or(grpcStatus, "none"), since(start))
+	a.log("answer :status %s, grpc-status %s in %s", h2.Get(resp.Header, ":status"), cmp.Or(grpcStatus, "none"), since(start))
 	if grpcStatus == grpcDeadlineExceeded && pastDeadline(ctx) {
 		return unreachable(context.DeadlineExceeded)
 	}
@@ -119,21 +106,23 @@ func pastDeadline(ctx context.Context) bool {
 
 // dialGRPC opens the connection of a gRPC check, with its deadline: for grpcs://, a TLS connection that
 // selected HTTP/2 by ALPN. tcpConn is the connection under it, for the caller to close.
-func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) (conn, tcpConn net.Conn, err error) {
-	tcpConn, err = session.dial(ctx, c, address(c.Target), log)
+func dialGRPC(ctx context.Context, a *attempt) (conn, tcpConn net.Conn, err error) {
+	c := a.config
+	tcpConn, err = a.conns.dial(ctx, c, a.scheme.address(c.Target), a.log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = tcpConn.SetDeadline(deadline)
 	}
-	if !lookupScheme(c.Target.Scheme).tls {
+	if !a.scheme.tls {
 		return tcpConn, tcpConn, nil
 	}
+	tlsConfig := a.tlsConfig
 	if tlsConfig == nil {
 		tlsConfig = &tls.Config{}
 	}
-	tlsConn, err := handshake(ctx, c, tcpConn, tlsConfig, c.Target.Hostname(), "h2", log)
+	tlsConn, err := handshake(ctx, c, tcpConn, tlsConfig, c.Target.Hostname(), "h2", a.log)
 	if err != nil {
 		tcpConn.Close()
 		return nil, nil, explainH2Refused(err)
@@ -151,9 +140,10 @@ func dialGRPC(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, s
 
 // callHealthCheck sends the Check request on conn with client and reads the answer. When the request
 // could not be written, the error is the server's reason for closing, if it gave one in time.
-func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.Client, request []byte) (*h2.Response, error) {
+func callHealthCheck(ctx context.Context, a *attempt, conn net.Conn, client *h2.Client, request []byte) (*h2.Response, error) {
+	c := a.config
 	scheme := "http"
-	if lookupScheme(c.Target.Scheme).tls {
+	if a.scheme.tls {
 		scheme = "https"
 	}
 	fields := []hpack.HeaderField{
@@ -171,7 +161,7 @@ func callHealthCheck(ctx context.Context, c *Config, conn net.Conn, client *h2.C
 		fields = appendMetadata(fields, c.Header)
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline) + grpcTimeoutMargin)})
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpcwire.Timeout(time.Until(deadline) + grpcTimeoutMargin)})
 	}
 	writeErr := client.WriteRequest(fields, request)
 	if writeErr != nil {
@@ -192,7 +182,7 @@ func judgeGRPC(resp *h2.Response) outcome {
 	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return unhealthy("not a gRPC server: HTTP %s", httpStatus(status))
 	}
-	if ct := h2.Get(resp.Header, "content-type"); !grpchealth.IsContentType(ct) {
+	if ct := h2.Get(resp.Header, "content-type"); !grpcwire.IsContentType(ct) {
 		return unhealthy("not a gRPC server: content-type %q", ct)
 	}
 	// A "trailers-only" answer carries grpc-status in its headers and has no body.
@@ -275,7 +265,7 @@ func grpcStatusOutcome(code, message string) outcome {
 	if n == 0 {
 		return unhealthy("grpc-status OK without a message")
 	}
-	name := grpchealth.CodeName(n)
+	name := grpcwire.CodeName(n)
 	if name == "" {
 		name = "code " + code
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,29 +42,26 @@ const (
 var errRedirectLoop = fmt.Errorf("stopped after %d redirects", maxRedirects)
 
 // checkHTTP sends one request and judges the answer by its status and, with -expect-body, its body.
+// The connection is one of a.conns: with a Session, the one kept from the last check when it can, and
+// it is kept for the next one when the answer leaves it reusable.
 //
 // It speaks HTTP/1.1 itself, on one connection of its own and on the calling goroutine. net/http would
 // cost a probe that makes one request and exits more than the request does: its package alone adds
 // about a megabyte of resident memory and its Transport a connection pool, proxy logic and goroutines.
-func checkHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	return exchangeHTTP(ctx, c, tlsConfig, log, nil)
-}
-
-// exchangeHTTP is checkHTTP; with a session, on the connection it kept from the last check when it
-// can, and the connection is kept for the next one when the answer leaves it reusable.
-func exchangeHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf, session *Session) outcome {
+func checkHTTP(ctx context.Context, a *attempt) outcome {
+	c := a.config
 	target := c.Target
 	for redirects := 0; ; redirects++ {
-		resp, conn, err := roundTrip(ctx, c, tlsConfig, target, log, session)
+		resp, conn, err := roundTrip(ctx, a, target)
 		if err != nil {
 			if target != c.Target {
 				err = fmt.Errorf("following a redirect to %s: %w", redacted(target), err)
 			}
 			return failed(err)
 		}
-		next, elsewhere, err := sameOriginRedirect(resp, target, c.Target, log)
+		next, elsewhere, err := sameOriginRedirect(resp, target, a)
 		if next != nil && redirects < maxRedirects {
-			session.release(conn, resp) // a chain of redirects holds one connection at a time
+			a.conns.releaseHTTP(conn, resp) // a chain of redirects holds one connection at a time
 			target = next
 			continue
 		}
@@ -79,7 +75,7 @@ func exchangeHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, log log
 		default:
 			verdict = judge(c, resp, target, elsewhere) // reads the answer's body from conn
 		}
-		session.release(conn, resp)
+		a.conns.releaseHTTP(conn, resp)
 		return verdict
 	}
 }
@@ -111,33 +107,24 @@ func judge(c *Config, resp *http1.Response, from, elsewhere *url.URL) outcome {
 	return healthy(status)
 }
 
-// httpConn is a connection that carries HTTP/1.1 requests, with the reader of its answers.
-type httpConn struct {
-	net.Conn
-	budget     *http1.Budget // the reader's limit: one for the head, then one for the body
-	reader     *bufio.Reader
-	reused     bool   // kept from an earlier check
-	generation uint64 // of the session's TLS material it was opened with
-}
-
 // roundTrip sends one request for target and reads the answer's head; its body is still on conn. Every
-// wait, the body's included, ends at ctx's deadline. The caller hands conn to session.release.
+// wait, the body's included, ends at ctx's deadline. The caller hands conn to a.conns.releaseHTTP.
 //
-// Without a session, the connection is new and the request says "Connection: close". With one, it is
-// the connection kept from an earlier check when there is one; if that fails before a byte of the
+// From Run's source, the connection is new and the request says "Connection: close". From a Session,
+// it is the connection kept from an earlier check when there is one; if that fails before a byte of the
 // answer arrives — the server closed it while it was idle — the request goes once more on a new
 // connection. An answer cut short is never sent again.
-func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf, session *Session) (*http1.Response, *httpConn, error) {
-	conn := session.takeHTTP(log)
+func roundTrip(ctx context.Context, a *attempt, target *url.URL) (*http1.Response, *httpConn, error) {
+	conn := a.conns.takeHTTP(a.log)
 	for {
 		if conn == nil {
 			var err error
-			if conn, err = openHTTP(ctx, c, tlsConfig, target, log, session); err != nil {
+			if conn, err = openHTTP(ctx, a, target); err != nil {
 				return nil, nil, err
 			}
-			session.opened(conn)
+			a.conns.opened(&conn.keptState)
 		}
-		head, err := exchangeHead(ctx, c, conn, target, session != nil, log)
+		head, err := exchangeHead(ctx, a.config, conn, target, a.conns.keepsAlive(), a.log)
 		if err == nil {
 			return head, conn, nil
 		}
@@ -145,19 +132,20 @@ func roundTrip(ctx context.Context, c *Config, tlsConfig *tls.Config, target *ur
 		if !conn.reused || conn.budget.Left != maxResponseHeaderBytes || isTimeout(err) || ctx.Err() != nil {
 			return nil, nil, err
 		}
-		log("the kept connection failed before the answer (%v): sending the request on a new one", err)
+		a.log("the kept connection failed before the answer (%v): sending the request on a new one", err)
 		conn = nil
 	}
 }
 
 // openHTTP opens a connection for target: TCP, and TLS for https://.
-func openHTTP(ctx context.Context, c *Config, tlsConfig *tls.Config, target *url.URL, log logf, session *Session) (*httpConn, error) {
-	conn, err := session.dial(ctx, c, address(target), log)
+func openHTTP(ctx context.Context, a *attempt, target *url.URL) (*httpConn, error) {
+	// A redirect stays within its origin: target has the scheme of the run's target.
+	conn, err := a.conns.dial(ctx, a.config, a.scheme.address(target), a.log)
 	if err != nil {
 		return nil, err
 	}
-	if lookupScheme(target.Scheme).tls { // a redirect stays within its origin, so in http or https
-		tlsConn, err := handshake(ctx, c, conn, tlsConfig, target.Hostname(), "http/1.1", log)
+	if a.scheme.tls {
+		tlsConn, err := handshake(ctx, a.config, conn, a.tlsConfig, target.Hostname(), "http/1.1", a.log)
 		if err != nil {
 			conn.Close()
 			return nil, err
@@ -254,13 +242,14 @@ func requestHead(c *Config, target *url.URL, keepAlive bool) []byte {
 	return b.Bytes()
 }
 
-// sameOriginRedirect returns where a redirect leads when we follow it: within the origin of the target
-// (scheme, host and port) only, as curl does with credentials. The kubelet follows any redirect to the
+// sameOriginRedirect returns where a redirect from current leads when we follow it: within the origin
+// of the run's target (scheme, host and port) only, as curl does with credentials. The kubelet follows any redirect to the
 // same host; but it sends no client certificate and no secrets, and we may: a redirect to https://'s
 // host on http:// would send a -header credential in cleartext, and one to another port would present
 // the client certificate to whatever listens there. Any other redirect is not followed — its 3xx answer
 // is judged as it is — and is returned as elsewhere.
-func sameOriginRedirect(resp *http1.Response, current, origin *url.URL, log logf) (next, elsewhere *url.URL, err error) {
+func sameOriginRedirect(resp *http1.Response, current *url.URL, a *attempt) (next, elsewhere *url.URL, err error) {
+	origin := a.config.Target
 	switch resp.StatusCode {
 	case 301, 302, 303, 307, 308:
 	default:
@@ -276,11 +265,11 @@ func sameOriginRedirect(resp *http1.Response, current, origin *url.URL, log logf
 	}
 	// url.Parse lowercases the scheme; a host name's case does not matter, and address adds the
 	// scheme's default port, so that http://h/ and http://h:80/ are one origin.
-	if next.Scheme != origin.Scheme || !strings.EqualFold(address(next), address(origin)) {
-		log("not following the redirect to %s: another origin (scheme, host or port) than %s", redacted(next), redacted(origin))
+	if next.Scheme != origin.Scheme || !strings.EqualFold(a.scheme.address(next), a.scheme.address(origin)) {
+		a.log("not following the redirect to %s: another origin (scheme, host or port) than %s", redacted(next), redacted(origin))
 		return nil, next, nil
 	}
-	log("following redirect to %s", redacted(next))
+	a.log("following redirect to %s", redacted(next))
 	next.Fragment, next.RawFragment = "", ""
 	return next, nil, nil
 }

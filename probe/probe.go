@@ -5,8 +5,13 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/printable"
 )
@@ -114,4 +119,79 @@ func UsageLine(err error, hint string) string {
 		hint = " " + hint
 	}
 	return oneLine(Usage.String()+": ", "", err.Error(), hint)
+}
+
+// outcome is one attempt's verdict, as each checker returns it.
+type outcome struct {
+	result Result
+	detail string
+}
+
+func healthy(detail string) outcome { return outcome{Healthy, detail} }
+func unhealthy(format string, args ...any) outcome {
+	return outcome{Unhealthy, fmt.Sprintf(format, args...)}
+}
+func unreachable(err error) outcome { return outcome{Unreachable, errorText(err)} }
+
+// logf prints a -v line; it is a no-op without -v.
+type logf func(format string, args ...any)
+
+// errorText is an error's message for the failure line; a deadline running out reads as "timed out",
+// which Run completes with the -timeout that ran out.
+func errorText(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return "timed out"
+	}
+	return err.Error()
+}
+
+// since is the time since t for a -v line, rounded to 10 µs.
+func since(t time.Time) string {
+	return time.Since(t).Round(10 * time.Microsecond).String()
+}
+
+// redacted prints a URL without its user information and query, which may carry a password or a token.
+func redacted(u *url.URL) string {
+	short := *u
+	if short.RawQuery != "" {
+		short.RawQuery = "…"
+	}
+	short.Fragment, short.RawFragment = "", ""
+	if at := strings.LastIndex(short.Opaque, "@"); at >= 0 {
+		short.Opaque = "…" + short.Opaque[at:] // "http:user:pw@host" parses as opaque
+	}
+	if short.User == nil {
+		return short.String()
+	}
+	short.User = nil
+	text := short.String()
+	if i := strings.Index(text, "//"); i >= 0 {
+		return text[:i+2] + "…@" + text[i+2:]
+	}
+	return text
+}
+
+// RedactURL is a URL as typed, for a message: without its user information, query and fragment, like
+// every URL this package prints, and otherwise as typed, whether or not it parses.
+func RedactURL(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		if raw[i] == '?' {
+			raw = raw[:i] + "?…"
+		} else {
+			raw = raw[:i]
+		}
+	}
+	// The authority follows "scheme://", or "scheme:" in a URL such as "http:user:pw@host".
+	start := strings.Index(raw, "//") + 2
+	if start < 2 {
+		start = strings.Index(raw, ":") + 1
+	}
+	authority := raw[start:]
+	if slash := strings.Index(authority, "/"); slash >= 0 {
+		authority = authority[:slash]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		raw = raw[:start] + "…" + raw[start+at:]
+	}
+	return raw
 }

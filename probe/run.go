@@ -3,13 +3,12 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"os"
-	"strings"
+	"net"
 	"time"
+
+	"github.com/health-check-proxy/health-check-proxy/probe/internal/http1"
 )
 
 // Report is what a run found: the verdict of its last attempt, why, and how long it took.
@@ -45,109 +44,87 @@ func (r Report) Line() string {
 	return oneLine(r.Result.String()+": ", r.Checked, r.Detail, suffix)
 }
 
-// outcome is one attempt's verdict, as each checker returns it.
-type outcome struct {
-	result Result
-	detail string
-}
-
-func healthy(detail string) outcome { return outcome{Healthy, detail} }
-func unhealthy(format string, args ...any) outcome {
-	return outcome{Unhealthy, fmt.Sprintf(format, args...)}
-}
-func unreachable(err error) outcome { return outcome{Unreachable, errorText(err)} }
-
-// checker runs one attempt. It must return when ctx is done.
-type checker func(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome
-
-// logf prints a -v line; it is a no-op without -v.
-type logf func(format string, args ...any)
-
 // Run checks c.Target: up to 1+c.Retries attempts, all within c.Timeout. verbose, when not nil,
 // receives -v lines: phases with their timings, the TLS session, the answer.
 func Run(ctx context.Context, c *Config, verbose io.Writer) Report {
-	return runChecks(ctx, c, verbose, nil)
+	return runChecks(ctx, c, verbose, oneShot{})
 }
 
-// runChecks is Run, with its connections and TLS material kept in session when that is not nil.
-func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Session) Report {
+// runChecks is a run of c's check, with its connections and TLS material from conns: Run's own, new at
+// every run, or a Session's.
+func runChecks(ctx context.Context, c *Config, verbose io.Writer, conns connSource) Report {
 	start := time.Now()
-	report := Report{Checked: c.describe()}
+	var s *scheme
+	if c.Target != nil {
+		s = lookupScheme(c.Target.Scheme) // the run's one look-up: the checker gets the row
+	}
+	report := Report{Checked: c.describe(s)}
 	finish := func(o outcome, attempts int) Report {
 		report.Result, report.Detail, report.Attempts = o.result, o.detail, attempts
 		report.Elapsed = time.Since(start)
 		return report
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(); err != nil { // it knows the scheme, too
 		return finish(outcome{Usage, err.Error()}, 0)
 	}
-	log := func(string, ...any) {}
-	if verbose != nil {
-		log = func(format string, args ...any) {
-			fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
-		}
-	}
-	scheme := lookupScheme(c.Target.Scheme) // Validate knows it
+	a := &attempt{config: c, scheme: s, conns: conns, log: verboseLog(verbose, start)}
 	// An HTTP check drops the connection's own headers (Validate refuses them on gRPC): say so.
 	for _, name := range c.HopByHopHeaders() {
-		log("-header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name)
+		a.log("-header %s is not sent: the connection is the probe's own (a hop-by-hop header)", name)
 	}
-	var tlsConfig *tls.Config
-	if scheme.tls {
+	if s.tls {
 		var err error
-		if session != nil {
-			// The session re-reads the files when they change on disk, and keeps the last good ones.
-			tlsConfig, report.Note, err = session.tlsConfig()
-		} else {
-			// Read the files at every run: a rotated certificate is used from the next run on.
-			tlsConfig, err = c.TLS.Load()
-		}
-		if err != nil {
+		if report.Note, err = a.loadTLS(verbose != nil); err != nil {
 			return finish(outcome{Usage, err.Error()}, 0)
 		}
-		if c.TLS.Insecure {
-			report.Insecure = true
-			log("-insecure: the server's certificate is not verified")
-		}
-		if verbose != nil {
-			logClientCertificate(tlsConfig, log)
-		}
+		report.Insecure = c.TLS.Insecure
 	}
-	// With -workload-api, the TLS material comes from the agent, at the first attempt that reaches it.
-	fromFiles := tlsConfig
-	needSVID := scheme.tls && c.TLS.WorkloadAPI != ""
+	last, attempts := a.repeat(ctx, start.Add(c.Timeout), report.Checked, verbose != nil)
+	return finish(last, attempts)
+}
 
-	deadline := start.Add(c.Timeout)
+// verboseLog is the -v log of a run that started at start, or a no-op without verbose.
+func verboseLog(verbose io.Writer, start time.Time) logf {
+	if verbose == nil {
+		return func(string, ...any) {}
+	}
+	return func(format string, args ...any) {
+		fmt.Fprintf(verbose, "%7.2fms  %s\n", float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
+	}
+}
+
+// loadTLS gives the attempts the TLS configuration from the files, and returns the note for the line
+// when new files on disk are bad and the last good ones are still in use.
+func (a *attempt) loadTLS(verbose bool) (note string, err error) {
+	if a.tlsConfig, note, err = a.conns.tlsConfig(a.config); err != nil {
+		return "", err
+	}
+	if a.config.TLS.Insecure {
+		a.log("-insecure: the server's certificate is not verified")
+	}
+	if verbose {
+		logClientCertificate(a.tlsConfig, a.log)
+	}
+	return note, nil
+}
+
+// repeat runs the scheme's checker until an attempt is healthy or a usage error, or the retries or the
+// time run out, and returns the last attempt's outcome and how many ran.
+func (a *attempt) repeat(ctx context.Context, deadline time.Time, checked string, verbose bool) (last outcome, attempts int) {
+	c := a.config
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	check := scheme.check
-	if session != nil {
-		check = session.checker(scheme)
-	}
-	var last outcome
-	attempts := 0
+	// With -workload-api, the TLS material comes from the agent, at the first attempt that reaches it.
+	fromFiles := a.tlsConfig
+	needSVID := a.scheme.tls && c.TLS.WorkloadAPI != ""
 	for attempts <= c.Retries {
 		attempts++
-		log("attempt %d: %s", attempts, report.Checked)
+		a.log("attempt %d: %s", attempts, checked)
 		if needSVID {
-			var config *tls.Config
-			var err error
-			if session != nil {
-				config, err = session.svidConfig(ctx, fromFiles, log) // from the stream it keeps open
-			} else {
-				config, err = c.TLS.workloadAPIConfig(ctx, fromFiles, c.UserAgent, log) // one call per run
-			}
-			if err != nil {
-				last = unreachable(err)
-			} else {
-				tlsConfig, needSVID = config, false
-				if verbose != nil {
-					logClientCertificate(tlsConfig, log)
-				}
-			}
+			last, needSVID = a.useSVID(ctx, fromFiles, verbose)
 		}
 		if !needSVID {
-			last = check(ctx, c, tlsConfig, log)
+			last = a.scheme.check(ctx, a)
 		}
 		// The connection's deadline is the context's, and may fire a moment before the context's own
 		// timer: the clock, not ctx.Err, says whether the time is up.
@@ -155,7 +132,7 @@ func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Sessi
 		if last.result == Unreachable && timeUp {
 			last.detail = fmt.Sprintf("no answer within -timeout %s (%s)", c.Timeout, last.detail)
 		}
-		log("attempt %d: %s: %s", attempts, last.result, last.detail)
+		a.log("attempt %d: %s: %s", attempts, last.result, last.detail)
 		if last.result == Healthy || last.result == Usage || attempts > c.Retries || timeUp {
 			break
 		}
@@ -163,8 +140,49 @@ func runChecks(ctx context.Context, c *Config, verbose io.Writer, session *Sessi
 			break // the delay would outlast the timeout: report the attempt we have
 		}
 	}
-	return finish(last, attempts)
+	return last, attempts
 }
+
+// useSVID gives the attempts base with the Workload API's SVID as the client certificate. When the
+// agent gives none, the attempt is unreachable, and the SVID is still needed.
+func (a *attempt) useSVID(ctx context.Context, base *tls.Config, verbose bool) (failure outcome, stillNeeded bool) {
+	config, err := a.conns.svidConfig(ctx, a.config, base, a.log)
+	if err != nil {
+		return unreachable(err), true
+	}
+	a.tlsConfig = config
+	if verbose {
+		logClientCertificate(config, a.log)
+	}
+	return outcome{}, false
+}
+
+// oneShot is Run's connSource: every request on a new connection that it closes ("Connection:
+// close"), the TLS files read at every run (a rotated certificate is used from the next run on), and
+// one Workload API call per run.
+type oneShot struct{}
+
+func (oneShot) tlsConfig(c *Config) (*tls.Config, string, error) {
+	config, err := c.TLS.Load()
+	return config, "", err
+}
+
+func (oneShot) svidConfig(ctx context.Context, c *Config, base *tls.Config, log logf) (*tls.Config, error) {
+	return c.TLS.workloadAPIConfig(ctx, base, c.UserAgent, log)
+}
+
+func (oneShot) dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
+	return dial(ctx, c, addr, log) // and no rawconn: see Session.dial
+}
+
+func (oneShot) opened(*keptState)                          {}
+func (oneShot) keepsAlive() bool                           { return false }
+func (oneShot) takeHTTP(logf) *httpConn                    { return nil }
+func (oneShot) releaseHTTP(c *httpConn, _ *http1.Response) { c.Close() }
+func (oneShot) takeGRPC(int, logf) *grpcConn               { return nil }
+
+// releaseGRPC closes the TCP connection: no close_notify, in a process about to exit.
+func (oneShot) releaseGRPC(c *grpcConn, _ bool) { c.tcp.Close() }
 
 // sleep waits d unless ctx ends first; it reports whether the full delay passed with time to spare.
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -181,8 +199,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// describe says what a run checks, for the failure line.
-func (c *Config) describe() string {
+// describe says what a run checks, for the failure line; s is the target's scheme, or nil.
+func (c *Config) describe(s *scheme) string {
 	if c.Target == nil {
 		return ""
 	}
@@ -191,7 +209,7 @@ func (c *Config) describe() string {
 		via = " via unix:" + c.UnixSocket
 	}
 	kind := kindConnection
-	if s := lookupScheme(c.Target.Scheme); s != nil {
+	if s != nil {
 		kind = s.kind
 	}
 	switch kind {
@@ -206,59 +224,4 @@ func (c *Config) describe() string {
 	default:
 		return redacted(c.Target) + via
 	}
-}
-
-// redacted prints a URL without its user information and query, which may carry a password or a token.
-func redacted(u *url.URL) string {
-	short := *u
-	if short.RawQuery != "" {
-		short.RawQuery = "…"
-	}
-	short.Fragment, short.RawFragment = "", ""
-	if at := strings.LastIndex(short.Opaque, "@"); at >= 0 {
-		short.Opaque = "…" + short.Opaque[at:] // "http:user:pw@host" parses as opaque
-	}
-	if short.User == nil {
-		return short.String()
-	}
-	short.User = nil
-	text := short.String()
-	if i := strings.Index(text, "//"); i >= 0 {
-		return text[:i+2] + "…@" + text[i+2:]
-	}
-	return text
-}
-
-// RedactURL is a URL as typed, for a message: without its user information, query and fragment, like
-// every URL this package prints, and otherwise as typed, whether or not it parses.
-func RedactURL(raw string) string {
-	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		if raw[i] == '?' {
-			raw = raw[:i] + "?…"
-		} else {
-			raw = raw[:i]
-		}
-	}
-	// The authority follows "scheme://", or "scheme:" in a URL such as "http:user:pw@host".
-	start := strings.Index(raw, "//") + 2
-	if start < 2 {
-		start = strings.Index(raw, ":") + 1
-	}
-	authority := raw[start:]
-	if slash := strings.Index(authority, "/"); slash >= 0 {
-		authority = authority[:slash]
-	}
-	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		raw = raw[:start] + "…" + raw[start+at:]
-	}
-	return raw
-}
-
-// errorText is an error's message for the failure line; a deadline running out reads as "timed out",
-// which Run completes with the -timeout that ran out.
-func errorText(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return "timed out"
-	}
-	return err.Error()
 }

@@ -21,36 +21,23 @@ import (
 // keep: a new connection is what they check.
 //
 // Run, the exec path, shares the checkers and none of this: it opens one connection, sends one
-// request with "Connection: close", and reads the TLS files at every run.
+// request with "Connection: close", and reads the TLS files at every run. A Session is the checkers'
+// connSource (attempt.go) for its checks, as oneShot (run.go) is for Run's.
 type Session struct {
 	config Config
 
-	mu        sync.Mutex // one check at a time: the kept connection carries one request at a time
-	files     *tlsFiles  // nil for a plain target
-	svid      sessionSVID
-	idleHTTP  *httpConn
-	idleGRPC  *grpcConn
-	checkHTTP checker
-	checkGRPC checker
+	mu       sync.Mutex // one check at a time: the kept connection carries one request at a time
+	files    *tlsFiles  // read only for a TLS target
+	svid     sessionSVID
+	idleHTTP *httpConn
+	idleGRPC *grpcConn
 
 	openedCount, reusedCount atomic.Uint64
 }
 
 // NewSession is a session for config; an invalid config is reported by each Check, as Run reports it.
 func NewSession(config Config) *Session {
-	s := &Session{config: config}
-	if config.Target != nil {
-		if scheme := lookupScheme(config.Target.Scheme); scheme != nil && scheme.tls {
-			s.files = &tlsFiles{options: config.TLS}
-		}
-	}
-	s.checkHTTP = func(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-		return exchangeHTTP(ctx, c, tlsConfig, log, s)
-	}
-	s.checkGRPC = func(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-		return callGRPC(ctx, c, tlsConfig, log, s)
-	}
-	return s
+	return &Session{config: config, files: &tlsFiles{options: config.TLS}}
 }
 
 // Check runs the check once, within the config's Timeout and with its retries, like Run.
@@ -88,20 +75,9 @@ func (s *Session) closeIdle() {
 	}
 }
 
-// checker is the checker of the scheme within the session: the kept-alive ones for HTTP and gRPC.
-func (s *Session) checker(sc *scheme) checker {
-	switch sc.kind {
-	case kindHTTP:
-		return s.checkHTTP
-	case kindGRPC:
-		return s.checkGRPC
-	}
-	return sc.check
-}
-
 // tlsConfig is the TLS configuration of the next connection, and the note for the line when new files
 // on disk are bad. When the files changed, the kept connections go: they were opened with the old ones.
-func (s *Session) tlsConfig() (*tls.Config, string, error) {
+func (s *Session) tlsConfig(*Config) (*tls.Config, string, error) {
 	config, changed, note, err := s.files.current()
 	if changed {
 		s.closeIdle()
@@ -111,27 +87,24 @@ func (s *Session) tlsConfig() (*tls.Config, string, error) {
 
 // generation is that of the TLS material new connections are opened with.
 func (s *Session) generation() uint64 {
-	if s == nil || s.files == nil {
-		return 0
-	}
 	return s.files.generation + s.svid.generation // both only grow: the sum changes with either
 }
 
 // opened counts a new connection and stamps it with the TLS material's generation.
-func (s *Session) opened(conn *httpConn) {
-	if s == nil {
-		return
-	}
+func (s *Session) opened(conn *keptState) {
 	s.openedCount.Add(1)
 	conn.generation = s.generation()
 }
+
+// keepsAlive is true: the next check's request goes on the same connection.
+func (s *Session) keepsAlive() bool { return true }
 
 // dial opens a connection as dial does. A session's connections read and write with raw system calls
 // (see internal/rawconn): serve waits for the upstream at every check, and each wait would otherwise
 // wake the Go runtime's system monitor at the next read or write. Run's connections are left alone.
 func (s *Session) dial(ctx context.Context, c *Config, addr string, log logf) (net.Conn, error) {
 	conn, err := dial(ctx, c, addr, log)
-	if err != nil || s == nil {
+	if err != nil {
 		return conn, err
 	}
 	return rawconn.Wrap(conn), nil
@@ -139,7 +112,7 @@ func (s *Session) dial(ctx context.Context, c *Config, addr string, log logf) (n
 
 // takeHTTP returns the kept HTTP/1.1 connection when it is still open and quiet, or nil.
 func (s *Session) takeHTTP(log logf) *httpConn {
-	if s == nil || s.idleHTTP == nil {
+	if s.idleHTTP == nil {
 		return nil
 	}
 	conn := s.idleHTTP
@@ -157,7 +130,7 @@ func (s *Session) takeHTTP(log logf) *httpConn {
 // takeGRPC returns the kept HTTP/2 connection when it can take a call with a body of bodyLen bytes,
 // or nil.
 func (s *Session) takeGRPC(bodyLen int, log logf) *grpcConn {
-	if s == nil || s.idleGRPC == nil {
+	if s.idleGRPC == nil {
 		return nil
 	}
 	conn := s.idleGRPC
@@ -172,29 +145,20 @@ func (s *Session) takeGRPC(bodyLen int, log logf) *grpcConn {
 	return conn
 }
 
-// openedGRPC counts a new HTTP/2 connection and stamps it with the TLS material's generation.
-func (s *Session) openedGRPC(conn *grpcConn) {
-	if s == nil {
-		return
-	}
-	s.openedCount.Add(1)
-	conn.generation = s.generation()
-}
-
 // releaseGRPC ends the use of conn: it is kept for the next check when reusable, and closed otherwise.
 // Closing the TCP connection is enough: no close_notify.
 func (s *Session) releaseGRPC(conn *grpcConn, reusable bool) {
-	if s == nil || !reusable {
+	if !reusable {
 		conn.tcp.Close()
 		return
 	}
 	s.idleGRPC = conn
 }
 
-// release ends the use of conn for resp: without a session it closes conn; with one it keeps conn for
-// the next check when the rest of the answer could be read and leaves the connection reusable.
-func (s *Session) release(conn *httpConn, resp *http1.Response) {
-	if s == nil || !http1.Drain(conn.reader, resp) {
+// releaseHTTP ends the use of conn for resp: it keeps conn for the next check when the rest of the
+// answer could be read and leaves the connection reusable, and closes it otherwise.
+func (s *Session) releaseHTTP(conn *httpConn, resp *http1.Response) {
+	if !http1.Drain(conn.reader, resp) {
 		conn.Close()
 		return
 	}
@@ -202,6 +166,55 @@ func (s *Session) release(conn *httpConn, resp *http1.Response) {
 		s.idleHTTP.Close()
 	}
 	s.idleHTTP = conn
+}
+
+// sessionSVID is a Session's side of the Workload API: the watcher, started at the first check that
+// needs it, and the TLS configuration made with its latest SVID.
+type sessionSVID struct {
+	watcher  *svidWatcher
+	base     *tls.Config // the configuration from the files that config was made from
+	received uint64      // the watcher's count of the SVID config holds
+	config   *tls.Config
+	// generation counts the configurations made: a kept connection opened with an older one, and so
+	// with an older SVID, is closed.
+	generation uint64
+}
+
+// svidConfig is base with the Workload API's latest SVID, for the next connection. The session's
+// first check starts the stream and waits within ctx for the first SVID; later ones take the latest
+// without waiting, and get the stream's latest error only when none has come yet.
+func (s *Session) svidConfig(ctx context.Context, _ *Config, base *tls.Config, log logf) (*tls.Config, error) {
+	v := &s.svid
+	first := v.watcher == nil
+	if first {
+		v.watcher = startSVIDWatcher(s.config.TLS.WorkloadAPI, s.config.UserAgent)
+	}
+	svid, received, err := v.watcher.latest(ctx, first)
+	if err != nil {
+		return nil, err
+	}
+	if v.config != nil && base == v.base && received == v.received {
+		return v.config, nil
+	}
+	config, err := s.config.TLS.withSVID(base, svid)
+	if err != nil {
+		return nil, err
+	}
+	// A new SVID starts a new cache of TLS sessions: a resumed session would skip presenting it.
+	config.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	v.base, v.received, v.config = base, received, config
+	v.generation++
+	s.closeIdle() // opened with the last SVID
+	log("Workload API %s: SVID %s from the stream kept open (%d SVIDs, %d federated bundles)", s.config.TLS.WorkloadAPI, svid.id, svid.answered, svid.federated)
+	return config, nil
+}
+
+// close stops the stream; a later check starts a new one.
+func (v *sessionSVID) close() {
+	if v.watcher != nil {
+		v.watcher.Close()
+	}
+	*v = sessionSVID{generation: v.generation}
 }
 
 // quiet reports whether a kept connection is still open with nothing to read: a server that closed it

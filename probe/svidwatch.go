@@ -2,7 +2,6 @@ package probe
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"sync"
 	"time"
@@ -161,53 +160,4 @@ func (w *svidWatcher) stream(ctx context.Context, got func(*clientSVID)) error {
 			return fmt.Errorf("the Workload API at %s: %w", w.addr, err)
 		}
 	}
-}
-
-// sessionSVID is a Session's side of the Workload API: the watcher, started at the first check that
-// needs it, and the TLS configuration made with its latest SVID.
-type sessionSVID struct {
-	watcher  *svidWatcher
-	base     *tls.Config // the configuration from the files that config was made from
-	received uint64      // the watcher's count of the SVID config holds
-	config   *tls.Config
-	// generation counts the configurations made: a kept connection opened with an older one, and so
-	// with an older SVID, is closed.
-	generation uint64
-}
-
-// svidConfig is base with the Workload API's latest SVID, for the next connection. The session's
-// first check starts the stream and waits within ctx for the first SVID; later ones take the latest
-// without waiting, and get the stream's latest error only when none has come yet.
-func (s *Session) svidConfig(ctx context.Context, base *tls.Config, log logf) (*tls.Config, error) {
-	v := &s.svid
-	first := v.watcher == nil
-	if first {
-		v.watcher = startSVIDWatcher(s.config.TLS.WorkloadAPI, s.config.UserAgent)
-	}
-	svid, received, err := v.watcher.latest(ctx, first)
-	if err != nil {
-		return nil, err
-	}
-	if v.config != nil && base == v.base && received == v.received {
-		return v.config, nil
-	}
-	config, err := s.config.TLS.withSVID(base, svid)
-	if err != nil {
-		return nil, err
-	}
-	// A new SVID starts a new cache of TLS sessions: a resumed session would skip presenting it.
-	config.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-	v.base, v.received, v.config = base, received, config
-	v.generation++
-	s.closeIdle() // opened with the last SVID
-	log("Workload API %s: SVID %s from the stream kept open (%d SVIDs, %d federated bundles)", s.config.TLS.WorkloadAPI, svid.id, svid.answered, svid.federated)
-	return config, nil
-}
-
-// close stops the stream; a later check starts a new one.
-func (v *sessionSVID) close() {
-	if v.watcher != nil {
-		v.watcher.Close()
-	}
-	*v = sessionSVID{generation: v.generation}
 }

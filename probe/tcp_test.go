@@ -1,6 +1,8 @@
 package probe
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -81,4 +83,34 @@ func TestTCPAndTLSChecks(t *testing.T) {
 			assert.Contains(t, report.Line(), tt.inLine)
 		})
 	}
+}
+
+// TestTLS13TicketIsTheVerdict: a TLS 1.3 server that accepts the client certificate sends its session
+// tickets after checking it; tls:// takes the first one as the server's word, not the silence of a
+// waiting time, and says so in -v, with or without a session cache of its own.
+func TestTLS13TicketIsTheVerdict(t *testing.T) {
+	p := newPKI(t, testutil.ECDSAP256)
+	withTickets := startTLSListener(t, p.MTLSConfig(p.Server))
+	noTickets := p.MTLSConfig(p.Server)
+	noTickets.SessionTicketsDisabled = true
+	silent := startTLSListener(t, noTickets)
+
+	c := testConfig(t, "tls://"+withTickets)
+	c.TLS = clientTLS(p)
+	var verbose bytes.Buffer
+	report := Run(context.Background(), c, &verbose)
+	require.Equal(t, Healthy, report.Result, report.Line())
+	assert.Contains(t, verbose.String(), "the server accepted the client certificate", "the ticket was the verdict")
+
+	session := NewSession(*c)
+	defer session.Close()
+	report = session.Check(context.Background())
+	require.Equal(t, Healthy, report.Result, report.Line())
+
+	c = testConfig(t, "tls://"+silent)
+	c.TLS = clientTLS(p)
+	verbose.Reset()
+	report = Run(context.Background(), c, &verbose)
+	require.Equal(t, Healthy, report.Result, report.Line())
+	assert.NotContains(t, verbose.String(), "session ticket", "no ticket: the waiting time's silence is the verdict")
 }

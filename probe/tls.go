@@ -8,166 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"time"
 )
-
-// TLSOptions is the TLS side of a check: its material as file paths — read at every run, so rotated
-// certificates are picked up without restarting anything — and how the server is verified.
-type TLSOptions struct {
-	CACert     string // PEM bundle of CAs that verify the server; empty means the system's
-	Cert       string // PEM client certificate (chain), presented when the server asks
-	Key        string // PEM private key of Cert: PKCS #1, SEC 1 or PKCS #8
-	ServerName string // SNI and the name verified in the server's certificate
-	Insecure   bool   // skip verification of the server's certificate
-	// PostQuantum offers Go's default key exchange, the hybrid X25519MLKEM768, instead of X25519.
-	// It is off by default: the hybrid share doubles the CPU of a check, and health status sent
-	// over loopback or a pod network is rarely a secret worth protecting from future quantum attacks.
-	PostQuantum bool
-
-	// SPIFFEIDs verify the server by its SPIFFE ID instead of a DNS name: its certificate must be an
-	// X.509-SVID whose one URI SAN is one of these IDs, or in one of these trust domains
-	// (spiffe://example.org). ServerName is then only the SNI.
-	SPIFFEIDs []string
-	// WorkloadAPI is the address of a SPIFFE Workload API (unix:///run/spire/sockets/agent.sock): at
-	// every run, the client certificate is its X.509-SVID, and its trust bundle verifies the server
-	// unless CACert is given, which then wins.
-	WorkloadAPI string
-	// MinValidity makes a server certificate that expires sooner than this an unhealthy answer.
-	MinValidity time.Duration
-}
-
-// classicCurves is the key exchange offered without -post-quantum: X25519 first (the only key share
-// sent), P-256 and P-384 for servers that support nothing else (a HelloRetryRequest finds them).
-var classicCurves = []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
-
-// firstSet names the first TLS flag that is set, for errors about TLS flags on a plain target.
-func (f TLSOptions) firstSet() string {
-	switch {
-	case f.CACert != "":
-		return "-cacert"
-	case f.Cert != "":
-		return "-cert"
-	case f.Key != "":
-		return "-key"
-	case f.ServerName != "":
-		return "-server-name"
-	case f.Insecure:
-		return "-insecure"
-	case f.PostQuantum:
-		return "-post-quantum"
-	case len(f.SPIFFEIDs) > 0:
-		return "-spiffe-id"
-	case f.WorkloadAPI != "":
-		return "-workload-api"
-	case f.MinValidity != 0:
-		return "-min-validity"
-	}
-	return ""
-}
-
-func (f TLSOptions) validate() error {
-	switch {
-	case f.Cert != "" && f.Key == "":
-		return usageErrorf("-cert %s needs -key", f.Cert)
-	case f.Key != "" && f.Cert == "":
-		return usageErrorf("-key %s needs -cert", f.Key)
-	case f.MinValidity < 0:
-		return usageErrorf("-min-validity must be 0 or more")
-	case f.WorkloadAPI != "" && f.Cert != "":
-		return usageErrorf("-workload-api and -cert both give the client certificate: choose one")
-	}
-	if f.WorkloadAPI != "" {
-		if _, err := workloadAPISocket(f.WorkloadAPI); err != nil {
-			return err
-		}
-	}
-	if len(f.SPIFFEIDs) == 0 {
-		return nil
-	}
-	switch {
-	case f.Insecure:
-		return usageErrorf("-spiffe-id verifies the server, -insecure does not: choose one")
-	case f.CACert == "" && f.WorkloadAPI == "":
-		return usageErrorf("-spiffe-id needs the trust bundle that verifies the server: -cacert or -workload-api")
-	}
-	_, err := parseSPIFFEIDs(f.SPIFFEIDs)
-	return err
-}
-
-// Load reads the files and returns the client's TLS configuration. Any file that is missing,
-// unreadable, not PEM, or a key that does not match its certificate is a usageError.
-func (f TLSOptions) Load() (*tls.Config, error) {
-	config := &tls.Config{
-		ServerName:         f.ServerName,
-		InsecureSkipVerify: f.Insecure,
-		MinVersion:         tls.VersionTLS12,
-	}
-	if !f.PostQuantum {
-		config.CurvePreferences = classicCurves
-	}
-	if f.CACert != "" {
-		pem, err := os.ReadFile(f.CACert)
-		if err != nil {
-			return nil, usageErrorf("read CA file: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usageErrorf("CA file %s holds no PEM certificate", f.CACert)
-		}
-		config.RootCAs = pool
-		if len(f.SPIFFEIDs) > 0 {
-			if err := verifyBySPIFFEID(config, f.SPIFFEIDs, trustBundles{all: pool}); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if f.Cert != "" {
-		pair, err := loadKeyPair(f.Cert, f.Key)
-		if err != nil {
-			return nil, err
-		}
-		// Present the certificate whatever the server asks for: a server that names CAs we do not
-		// recognise would otherwise get no certificate, and fail with a less helpful alert.
-		config.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &pair, nil
-		}
-	}
-	return config, nil
-}
-
-// verifyBySPIFFEID makes config verify the server's certificate as an X.509-SVID with one of ids,
-// against bundles, instead of by name. crypto/tls verifies a chain only together with a DNS name, so
-// its own verification is off (InsecureSkipVerify) and VerifyConnection does all of it; a failure
-// ends the handshake with a bad_certificate alert, as crypto/tls's own would.
-func verifyBySPIFFEID(config *tls.Config, ids []string, bundles trustBundles) error {
-	want, err := parseSPIFFEIDs(ids)
-	if err != nil {
-		return err
-	}
-	config.InsecureSkipVerify = true
-	config.VerifyConnection = func(state tls.ConnectionState) error {
-		return verifySVID(state.PeerCertificates, want, bundles)
-	}
-	return nil
-}
-
-func loadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certPath)
-	if err != nil {
-		return tls.Certificate{}, usageErrorf("read client certificate: %v", err)
-	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return tls.Certificate{}, usageErrorf("read client key: %v", err)
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return tls.Certificate{}, usageErrorf("client certificate %s and key %s: %v", certPath, keyPath, err)
-	}
-	return pair, nil
-}
 
 // describeConnection is the -v line about a TLS session: version, cipher, and the peer's leaf.
 func describeConnection(state tls.ConnectionState) string {
@@ -273,17 +116,21 @@ const minConfirmWait = 10 * time.Millisecond
 // succeeds and the server's certificate verifies.
 //
 // In TLS 1.3 the client's side of the handshake ends before the server has checked the client's
-// certificate: a server that rejects it says so in an alert one round trip later. So when the server
-// asked for a certificate, we wait for that alert for as long as the handshake took (at least
-// minConfirmWait): about one round trip and one signature check. Silence in that time means accepted.
-func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) outcome {
-	conn, err := dial(ctx, c, address(c.Target), log)
+// certificate: a server that rejects it says so in an alert one round trip later, and one that
+// accepts it sends its session tickets then (crypto/tls, OpenSSL and BoringSSL do by default, after
+// the certificate's checks). So when the server asked for a certificate, we wait for either: a ticket
+// is the server's word that it accepted ours, and ends the wait. A server that sends neither gets as
+// long as the handshake took (at least minConfirmWait): about one round trip and one signature
+// check. Silence in that time means accepted.
+func checkTLS(ctx context.Context, a *attempt) outcome {
+	c := a.config
+	conn, err := dial(ctx, c, a.scheme.address(c.Target), a.log)
 	if err != nil {
 		return unreachable(err)
 	}
 	defer conn.Close()
 
-	config := tlsConfig.Clone()
+	config := a.tlsConfig.Clone()
 	certificateRequested := false
 	presented := config.GetClientCertificate
 	config.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -293,8 +140,10 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 		}
 		return presented(info)
 	}
+	ticket := &ticketWatch{ClientSessionCache: config.ClientSessionCache, conn: conn}
+	config.ClientSessionCache = ticket
 	start := time.Now()
-	tlsConn, err := handshake(ctx, c, conn, config, c.Target.Hostname(), "", log)
+	tlsConn, err := handshake(ctx, c, conn, config, c.Target.Hostname(), "", a.log)
 	if err != nil {
 		return failed(err)
 	}
@@ -302,17 +151,53 @@ func checkTLS(ctx context.Context, c *Config, tlsConfig *tls.Config, log logf) o
 	state := tlsConn.ConnectionState()
 
 	if certificateRequested && state.Version == tls.VersionTLS13 {
-		wait := max(handshakeTime, minConfirmWait)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			wait = time.Until(deadline)
-		}
-		_ = tlsConn.SetReadDeadline(time.Now().Add(wait))
-		var one [1]byte
-		if _, err := tlsConn.Read(one[:]); err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+		if err := awaitVerdict(ctx, tlsConn, ticket, max(handshakeTime, minConfirmWait)); err != nil {
 			return unreachable(fmt.Errorf("server rejected the client certificate: %w", err))
+		}
+		if ticket.received {
+			a.log("session ticket in %s: the server accepted the client certificate", since(start))
 		}
 	}
 	return healthy(describeConnection(state))
+}
+
+// awaitVerdict reads what a TLS 1.3 server says after the handshake, for wait at most and never past
+// ctx's deadline, until a session ticket arrives; it returns the server's alert, if it sent one.
+func awaitVerdict(ctx context.Context, conn *tls.Conn, ticket *ticketWatch, wait time.Duration) error {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		wait = time.Until(deadline)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	var one [1]byte
+	_, err := conn.Read(one[:])
+	if err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// ticketWatch is a session cache that notes the arrival of a session ticket and ends the read that
+// waits for it: crypto/tls hands a ticket to the cache inside that read, and says nothing otherwise.
+// The cache it wraps, when there is one, still gets the ticket.
+type ticketWatch struct {
+	tls.ClientSessionCache // nil: no cache, tickets are only noted
+	conn                   net.Conn
+	received               bool
+}
+
+func (w *ticketWatch) Get(key string) (*tls.ClientSessionState, bool) {
+	if w.ClientSessionCache == nil {
+		return nil, false
+	}
+	return w.ClientSessionCache.Get(key)
+}
+
+func (w *ticketWatch) Put(key string, state *tls.ClientSessionState) {
+	if w.ClientSessionCache != nil {
+		w.ClientSessionCache.Put(key, state)
+	}
+	w.received = true
+	_ = w.conn.SetReadDeadline(time.Now()) // the read waiting for the verdict ends: we have it
 }
 
 // handshake runs the client side of a TLS handshake on conn, verifying serverName unless the

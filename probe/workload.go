@@ -9,13 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpchealth"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/h2"
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/workloadapi"
@@ -25,18 +22,6 @@ import (
 // over our own HTTP/2 client: at every run, the first message of SpiffeWorkloadAPI/FetchX509SVID gives
 // the client certificate and the trust bundle, so an SVID that the agent rotated is used from the next
 // run on, as rotated files are. A Session keeps the stream open instead (svidwatch.go).
-
-// workloadAPISocket is the socket path of a -workload-api address: unix:///path or unix:/path, as
-// SPIFFE_ENDPOINT_SOCKET is written. The standard also allows tcp://, which agents rarely offer and a
-// probe in the workload's own pod never needs.
-func workloadAPISocket(addr string) (string, error) {
-	u, err := url.Parse(addr)
-	if err != nil || u.Scheme != "unix" || u.Host != "" || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", usageErrorf("bad -workload-api %q: want unix:///path/to/agent.sock", addr)
-	}
-	return u.Path, nil
-}
 
 // workloadAPIConfig fetches an X.509-SVID from the Workload API and returns base with it as the client
 // certificate, and with its trust bundle (and the federated ones) verifying the server unless -cacert
@@ -215,7 +200,7 @@ func startX509SVIDStream(ctx context.Context, conn net.Conn, userAgent string) (
 		fields = append(fields, hpack.HeaderField{Name: "user-agent", Value: userAgent})
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpchealth.Timeout(time.Until(deadline))})
+		fields = append(fields, hpack.HeaderField{Name: "grpc-timeout", Value: grpcwire.Timeout(time.Until(deadline))})
 	}
 	client := h2.NewClient(conn)
 	client.ReceiveWindow = maxStreamBody
@@ -239,7 +224,7 @@ func decodeWorkloadAPIAnswer(resp *h2.Response) (*workloadapi.X509SVIDResponse, 
 	if status := h2.Get(resp.Header, ":status"); status != "200" {
 		return nil, fmt.Errorf("not a gRPC server: HTTP %s", httpStatus(status))
 	}
-	if ct := h2.Get(resp.Header, "content-type"); !grpchealth.IsContentType(ct) {
+	if ct := h2.Get(resp.Header, "content-type"); !grpcwire.IsContentType(ct) {
 		return nil, fmt.Errorf("not a gRPC server: content-type %q", ct)
 	}
 	code, message := h2.Get(resp.Header, "grpc-status"), h2.Get(resp.Header, "grpc-message")

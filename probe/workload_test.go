@@ -123,6 +123,16 @@ func (r *clientIDRecorder) config(server *testutil.Leaf, clientCAs *x509.CertPoo
 	}
 }
 
+// awaitClient waits until the server accepted a client certificate. A check is healthy once the
+// server accepted ours, but a tls:// check learns that from a TLS 1.3 server's session ticket, or from
+// its silence while the check waits: a loaded server may record the certificate a moment later.
+func (r *clientIDRecorder) awaitClient(t *testing.T) {
+	assert.Eventually(t, func() bool {
+		_, serial := r.last()
+		return serial != ""
+	}, time.Second, time.Millisecond)
+}
+
 func (r *clientIDRecorder) last() (id, serial string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -166,6 +176,7 @@ func TestWorkloadAPIMutualTLS(t *testing.T) {
 			c.TLS = TLSOptions{WorkloadAPI: agent.Addr, SPIFFEIDs: []string{serverID}}
 			report := run(c)
 			require.Equal(t, Healthy, report.Result, report.Line())
+			recorder.awaitClient(t)
 			id, serial := recorder.last()
 			assert.Equal(t, probeID, id, "the server saw our SVID")
 			assert.Equal(t, first.Cert.SerialNumber.String(), serial)

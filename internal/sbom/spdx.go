@@ -121,17 +121,7 @@ func SPDX(opts Options, binaries []Binary) ([]byte, error) {
 			Creators: []string{"Tool: " + opts.Creator},
 		},
 	}
-	// Packages by SPDX ID: the platforms' binaries share their modules.
-	packages := map[string]spdxPackage{}
-	add := func(p spdxPackage) error {
-		// We record what the binary contains, not the licenses or copyrights of what it contains.
-		p.LicenseConcluded, p.LicenseDeclared, p.CopyrightText = noAssertion, noAssertion, noAssertion
-		if seen, ok := packages[p.SPDXID]; ok && seen.Name != p.Name {
-			return fmt.Errorf("sbom: %s and %s map to the same SPDX ID %s", seen.Name, p.Name, p.SPDXID)
-		}
-		packages[p.SPDXID] = p
-		return nil
-	}
+	packages := packageSet{}
 	var mainPath string
 	for _, b := range binaries {
 		info, err := buildinfo.Read(bytes.NewReader(b.Content))
@@ -142,37 +132,11 @@ func SPDX(opts Options, binaries []Binary) ([]byte, error) {
 			return nil, fmt.Errorf("sbom: binaries of different main modules: %s and %s", mainPath, info.Main.Path)
 		}
 		mainPath = info.Main.Path
-		sum := sha256.Sum256(b.Content)
-		binary := spdxPackage{
-			Name:             opts.Name + " (" + b.Platform + ")",
-			SPDXID:           spdxID("Binary", opts.Name, b.Platform),
-			VersionInfo:      opts.Version,
-			DownloadLocation: noAssertion,
-			Checksums:        []checksum{{Algorithm: "SHA256", Value: hex.EncodeToString(sum[:])}},
-			PrimaryPurpose:   "APPLICATION",
-			Comment:          "Built from " + info.Path + " with " + info.GoVersion + "; " + settings(info.Settings),
-		}
-		if err := add(binary); err != nil {
+		relationships, err := packages.addBinary(opts, b, info)
+		if err != nil {
 			return nil, err
 		}
-		doc.Relationships = append(doc.Relationships, relationship{documentID, "DESCRIBES", binary.SPDXID})
-
-		contained := []spdxPackage{
-			modulePackage(&debug.Module{Path: info.Main.Path, Version: opts.Version}),
-			stdlibPackage(info.GoVersion),
-		}
-		for _, dep := range info.Deps {
-			if dep.Replace != nil {
-				dep = dep.Replace
-			}
-			contained = append(contained, modulePackage(dep))
-		}
-		for _, p := range contained {
-			if err := add(p); err != nil {
-				return nil, err
-			}
-			doc.Relationships = append(doc.Relationships, relationship{binary.SPDXID, "CONTAINS", p.SPDXID})
-		}
+		doc.Relationships = append(doc.Relationships, relationships...)
 	}
 	for _, id := range slices.Sorted(maps.Keys(packages)) {
 		doc.Packages = append(doc.Packages, packages[id])
@@ -180,9 +144,63 @@ func SPDX(opts Options, binaries []Binary) ([]byte, error) {
 	slices.SortFunc(doc.Relationships, func(a, b relationship) int {
 		return strings.Compare(a.Element+" "+a.Type+" "+a.Related, b.Element+" "+b.Type+" "+b.Related)
 	})
+	return doc.encode(mainPath)
+}
 
-	// The namespace must be a URI unique to this document: a hash of everything else in it, under
-	// the main module's path, is unique for different content and the same for the same content.
+// packageSet is the document's packages by SPDX ID: the platforms' binaries share their modules.
+type packageSet map[string]spdxPackage
+
+// add records p, once however many binaries contain it.
+func (packages packageSet) add(p spdxPackage) error {
+	// We record what the binary contains, not the licenses or copyrights of what it contains.
+	p.LicenseConcluded, p.LicenseDeclared, p.CopyrightText = noAssertion, noAssertion, noAssertion
+	if seen, ok := packages[p.SPDXID]; ok && seen.Name != p.Name {
+		return fmt.Errorf("sbom: %s and %s map to the same SPDX ID %s", seen.Name, p.Name, p.SPDXID)
+	}
+	packages[p.SPDXID] = p
+	return nil
+}
+
+// addBinary records the binary b, whose build information is info, and the modules it contains, and
+// returns the relationships that say so: the document DESCRIBES the binary, which CONTAINS each module.
+func (packages packageSet) addBinary(opts Options, b Binary, info *buildinfo.BuildInfo) ([]relationship, error) {
+	sum := sha256.Sum256(b.Content)
+	binary := spdxPackage{
+		Name:             opts.Name + " (" + b.Platform + ")",
+		SPDXID:           spdxID("Binary", opts.Name, b.Platform),
+		VersionInfo:      opts.Version,
+		DownloadLocation: noAssertion,
+		Checksums:        []checksum{{Algorithm: "SHA256", Value: hex.EncodeToString(sum[:])}},
+		PrimaryPurpose:   "APPLICATION",
+		Comment:          "Built from " + info.Path + " with " + info.GoVersion + "; " + settings(info.Settings),
+	}
+	if err := packages.add(binary); err != nil {
+		return nil, err
+	}
+	relationships := []relationship{{documentID, "DESCRIBES", binary.SPDXID}}
+	contained := []spdxPackage{
+		modulePackage(&debug.Module{Path: info.Main.Path, Version: opts.Version}),
+		stdlibPackage(info.GoVersion),
+	}
+	for _, dep := range info.Deps {
+		if dep.Replace != nil {
+			dep = dep.Replace
+		}
+		contained = append(contained, modulePackage(dep))
+	}
+	for _, p := range contained {
+		if err := packages.add(p); err != nil {
+			return nil, err
+		}
+		relationships = append(relationships, relationship{binary.SPDXID, "CONTAINS", p.SPDXID})
+	}
+	return relationships, nil
+}
+
+// encode is the document as indented JSON, with its namespace. The namespace must be a URI unique to
+// this document: a hash of everything else in it, under the main module's path, is unique for
+// different content and the same for the same content.
+func (doc document) encode(mainPath string) ([]byte, error) {
 	content, err := json.Marshal(doc)
 	if err != nil {
 		return nil, err

@@ -30,11 +30,11 @@ type options struct {
 	printVersion bool
 }
 
-// headerList collects a repeated flag: -header, -spiffe-id.
-type headerList []string
+// repeatedFlag collects the values of a flag given more than once: -header, -spiffe-id.
+type repeatedFlag []string
 
-func (h *headerList) String() string { return strings.Join(*h, ", ") }
-func (h *headerList) Set(v string) error {
+func (h *repeatedFlag) String() string { return strings.Join(*h, ", ") }
+func (h *repeatedFlag) Set(v string) error {
 	*h = append(*h, v)
 	return nil
 }
@@ -51,7 +51,7 @@ type flagSet struct {
 // has each check of `health-check serve`, which registers them too.
 type checkFlags struct {
 	method, expectStatus, expectBody, service string
-	headers, spiffeIDs                        headerList
+	headers, spiffeIDs                        repeatedFlag
 	tls                                       probe.TLSOptions
 	unixSocket                                string
 	timeout, retryDelay                       time.Duration

@@ -195,7 +195,7 @@ func parseServeOptions(args []string, getenv func(string) string) (*serveOptions
 		}
 		opts.server.Checks = append(opts.server.Checks, serve.Check{Name: name, Timeout: config.Timeout, Checker: probe.NewSession(config)})
 	}
-	if _, err := serve.New(opts.server); err != nil { // the checks' names against the server's own paths
+	if err := opts.server.Validate(); err != nil { // the checks' names against the server's own paths
 		return nil, err
 	}
 	return opts, nil
@@ -251,14 +251,7 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "serve: %v\n", err)
 		return exitServeFailed
 	}
-	names := make([]string, len(opts.server.Checks))
-	for i, c := range opts.server.Checks {
-		names[i] = "/" + c.Name
-	}
-	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", Version, listener.Addr(), strings.Join(names, ", "))
-	for _, note := range opts.notes {
-		fmt.Fprintln(stderr, "health-check serve: "+note)
-	}
+	announce(stderr, listener.Addr(), opts)
 
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
@@ -269,18 +262,27 @@ func runServe(args []string, getenv func(string) string, stdout, stderr io.Write
 		return exitServeFailed
 	}
 	stop() // a second signal ends the process at once
+	return drain(server, served, stderr)
+}
 
-	drain, cancel := context.WithTimeout(context.Background(), server.DrainTime())
-	defer cancel()
-	err = server.Shutdown(drain)
-	// The kept upstream connections and Workload API streams end as a client that leaves: the agent
-	// sees the stream cancelled, not the connection cut.
-	for _, c := range opts.server.Checks {
-		if session, ok := c.Checker.(*probe.Session); ok {
-			session.Close()
-		}
+// announce logs where serve listens, for which checks, and the notes of their configuration.
+func announce(stderr io.Writer, addr net.Addr, opts *serveOptions) {
+	names := make([]string, len(opts.server.Checks))
+	for i, c := range opts.server.Checks {
+		names[i] = "/" + c.Name
 	}
-	if err != nil {
+	fmt.Fprintf(stderr, "health-check %s serve: listening on %s for %s\n", Version, addr, strings.Join(names, ", "))
+	for _, note := range opts.notes {
+		fmt.Fprintln(stderr, "health-check serve: "+note)
+	}
+}
+
+// drain shuts the server down once a signal came: the answers in flight finish within its DrainTime,
+// and the checks' kept connections and Workload API streams close (Shutdown closes the Checkers).
+func drain(server *serve.Server, served <-chan error, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), server.DrainTime())
+	defer cancel()
+	if err := server.Shutdown(ctx); err != nil {
 		fmt.Fprintf(stderr, "health-check serve: stopped; answers still in flight after %s were cut off\n", server.DrainTime())
 		return probe.ExitHealthy
 	}

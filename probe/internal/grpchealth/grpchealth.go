@@ -1,6 +1,5 @@
 // Package grpchealth is the wire format of the gRPC health protocol (grpc.health.v1): the request and
-// response messages, the status names a failure line quotes, and the grpc-timeout header. The request
-// and the response have one field each, so they are encoded here by hand, on grpcwire's framing and
+// response messages. Each has one field, so they are encoded here by hand, on grpcwire's framing and
 // protobuf rules, instead of linking grpc-go and protobuf into a binary that runs in every pod every
 // few seconds; the tests check them against the real protobuf code.
 package grpchealth
@@ -9,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/health-check-proxy/health-check-proxy/probe/internal/grpcwire"
 )
@@ -43,38 +41,6 @@ func (s ServingStatus) String() string {
 		return "SERVICE_UNKNOWN"
 	}
 	return "ServingStatus(" + strconv.Itoa(int(s)) + ")"
-}
-
-// codeNames are the canonical names of gRPC status codes, for the failure line.
-var codeNames = [...]string{
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-	"OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-}
-
-// CodeName is the canonical name of a gRPC status code (NOT_FOUND), or "" for one it does not know.
-func CodeName(code int) string {
-	if code >= 0 && code < len(codeNames) {
-		return codeNames[code]
-	}
-	return ""
-}
-
-// IsContentType reports whether ct is a gRPC content-type: application/grpc, alone or with a
-// +format or ;parameters.
-func IsContentType(ct string) bool {
-	return ct == "application/grpc" || (len(ct) > 16 && ct[:16] == "application/grpc" && (ct[16] == '+' || ct[16] == ';'))
-}
-
-// Timeout encodes d as a grpc-timeout header value: at most 8 digits and a unit.
-func Timeout(d time.Duration) string {
-	if d <= 0 {
-		return "1n"
-	}
-	if ms := d.Milliseconds(); ms < 1e8 {
-		return strconv.FormatInt(max(ms, 1), 10) + "m"
-	}
-	return strconv.FormatInt(min(int64(d/time.Second), 1e8-1), 10) + "S"
 }
 
 // EncodeRequest is the length-prefixed gRPC message of HealthCheckRequest{service}: field 1, a string,

@@ -1,8 +1,9 @@
 // Package grpcwire is the wire format under the probe's two gRPC calls (grpchealth's Check and
-// workloadapi's FetchX509SVID): gRPC's length-prefixed message framing and a reader of protobuf
-// fields. Both calls' messages are decoded by hand instead of linking grpc-go and protobuf into a
-// binary that runs in every pod every few seconds; one codec keeps their rules the same, and the
-// tests of both callers check them against the real protobuf code.
+// workloadapi's FetchX509SVID): gRPC's length-prefixed message framing, a reader of protobuf
+// fields, and the call's headers (content-type, grpc-timeout, the status codes' names). Both calls'
+// messages are decoded by hand instead of linking grpc-go and protobuf into a binary that runs in
+// every pod every few seconds; one codec keeps their rules the same, and the tests of both callers
+// check them against the real protobuf code.
 //
 // The rules are protobuf's own, as google.golang.org/protobuf decodes (its internal/impl/decode.go):
 // a field the message does not know is skipped; a field it knows, arriving with another wire type, is

@@ -12,9 +12,12 @@ import (
 
 // Checker runs one configured check against its upstream and reports what it found. It must return
 // when ctx is done. It is the seam between the server, which knows nothing of the wire, and the
-// probe, which knows nothing of the server.
+// probe, which knows nothing of the server. The server owns its Checkers: Shutdown closes them.
 type Checker interface {
 	Check(ctx context.Context) probe.Report
+	// Close ends what the Checker keeps between checks (upstream connections, a Workload API
+	// stream), as a client that leaves: the agent sees the stream cancelled, not the connection cut.
+	Close()
 }
 
 // ConnectionReporter is implemented by a Checker that keeps its upstream connections open between

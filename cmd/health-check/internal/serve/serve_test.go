@@ -573,6 +573,36 @@ type keptAlive struct{}
 
 func (keptAlive) Check(context.Context) probe.Report           { return probe.Report{} }
 func (keptAlive) UpstreamConnections() (opened, reused uint64) { return 2, 40 }
+func (keptAlive) Close()                                       {}
+
+// TestShutdownClosesCheckers: the server owns its Checkers: Shutdown closes each one, once the answers
+// that use it are over, and a Checker is never closed while the server runs.
+func TestShutdownClosesCheckers(t *testing.T) {
+	first, second := &closeCounter{}, &closeCounter{}
+	s, err := New(Options{Checks: []Check{
+		{Name: "live", Timeout: time.Second, Checker: first},
+		{Name: "ready", Timeout: time.Second, Checker: second},
+	}})
+	require.NoError(t, err)
+	l, err := Listen("127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	resp, _ := kubelet(t, "GET", "http://"+l.Addr().String()+"/live")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Zero(t, first.closed.Load(), "closed while serving")
+
+	require.NoError(t, s.Shutdown(context.Background()))
+	require.NoError(t, <-served)
+	assert.Equal(t, int32(1), first.closed.Load())
+	assert.Equal(t, int32(1), second.closed.Load())
+}
+
+// closeCounter is a healthy Checker that counts its Close calls.
+type closeCounter struct{ closed atomic.Int32 }
+
+func (*closeCounter) Check(context.Context) probe.Report { return probe.Report{Result: probe.Healthy} }
+func (c *closeCounter) Close()                           { c.closed.Add(1) }
 
 // TestShutdownDrains: Shutdown lets the answer in flight finish, with Connection: close, and cuts
 // idle connections at once.

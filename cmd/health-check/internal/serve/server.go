@@ -114,10 +114,10 @@ type Server struct {
 	logMu sync.Mutex
 }
 
-// New checks the options and builds a Server. It listens to nothing yet.
+// New checks the options (Validate) and builds a Server. It listens to nothing yet.
 func New(opts Options) (*Server, error) {
-	if len(opts.Checks) == 0 {
-		return nil, errors.New("no checks")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	defaults := []struct {
 		value *time.Duration
@@ -151,23 +151,36 @@ func New(opts Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	upstream := newSemaphore(opts.MaxUpstream)
 	for _, c := range opts.Checks {
-		if err := ValidName(c.Name); err != nil {
-			return nil, err
-		}
-		if _, dup := s.checks[c.Name]; dup {
-			return nil, fmt.Errorf("check name %q: given twice", c.Name)
-		}
-		if c.Name == "metrics" && opts.Metrics {
-			return nil, errors.New(`check name "metrics": /metrics serves the metrics`)
-		}
-		if c.Checker == nil || c.Timeout <= 0 {
-			return nil, fmt.Errorf("check %s: needs a Checker and a positive Timeout", c.Name)
-		}
 		entry := &check{Check: c, upstream: upstream, log: s.logf}
 		s.checks[c.Name] = entry
 		s.sorted = append(s.sorted, entry)
 	}
 	return s, nil
+}
+
+// Validate checks the options as New does, and builds nothing: checks to serve, each with a name of its
+// own that is not one of the server's paths, a Checker and a positive Timeout.
+func (opts Options) Validate() error {
+	if len(opts.Checks) == 0 {
+		return errors.New("no checks")
+	}
+	names := map[string]bool{}
+	for _, c := range opts.Checks {
+		if err := ValidName(c.Name); err != nil {
+			return err
+		}
+		if names[c.Name] {
+			return fmt.Errorf("check name %q: given twice", c.Name)
+		}
+		names[c.Name] = true
+		if c.Name == "metrics" && opts.Metrics {
+			return errors.New(`check name "metrics": /metrics serves the metrics`)
+		}
+		if c.Checker == nil || c.Timeout <= 0 {
+			return fmt.Errorf("check %s: needs a Checker and a positive Timeout", c.Name)
+		}
+	}
+	return nil
 }
 
 // DrainTime is how long Shutdown should be given: the longest check's Timeout, which bounds every
@@ -454,8 +467,10 @@ func (s *Server) lingeringClose(c *conn) {
 }
 
 // Shutdown stops accepting, closes the connections that wait for a request, and waits for the
-// answers in flight until ctx ends; then it closes what is left and returns ctx's error.
+// answers in flight until ctx ends; then it closes what is left and returns ctx's error. Either way it
+// closes the checks' Checkers.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.closeCheckers()
 	s.mu.Lock()
 	s.shuttingDown = true
 	for l := range s.listeners {
@@ -487,6 +502,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// closeCheckers closes every check's Checker, once the answers that use them are over or cut off. A
+// check still running past the cut-off was cancelled with s.ctx: its Checker returns at once.
+func (s *Server) closeCheckers() {
+	for _, c := range s.sorted {
+		c.Checker.Close()
+	}
 }
 
 // route answers one request. Only configured names reach a check; nothing of the request but its
