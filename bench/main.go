@@ -139,33 +139,10 @@ func run(opts options) error {
 	}
 	defer os.RemoveAll(work)
 
-	rep := &report{
-		date:      time.Now(),
-		machine:   machine(),
-		goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
-		command:   benchCommand(),
-		commit:    commit(moduleDir),
-		rounds:    opts.rounds,
-		warmup:    opts.warmup,
-	}
+	rep := newReport(opts, moduleDir)
 	timePath, valgrind := findTools(rep, opts.skipCallgrind)
-
-	progress("building the probe, floor and noop (and the baseline and peers, when asked)")
-	bins, err := buildBinaries(buildPlan{
-		moduleDir: moduleDir,
-		binDir:    filepath.Join(work, "bin"),
-		srcDir:    filepath.Join(work, "baseline-src"),
-		symbols:   valgrind != "",
-		peers:     opts.peers,
-		baseline:  opts.baseline,
-		embedded:  opts.embedded,
-	})
+	bins, err := buildInto(rep, opts, moduleDir, work, valgrind != "")
 	if err != nil {
-		return err
-	}
-	rep.baseline = bins.baselineName
-	rep.embedded = bins.app != ""
-	if rep.sizes, err = binarySizes(bins); err != nil {
 		return err
 	}
 
@@ -191,6 +168,41 @@ func run(opts options) error {
 		}
 	}
 	return writeReport(rep, opts.out)
+}
+
+// newReport is a report with what is known before anything is measured: when, where, and how.
+func newReport(opts options, moduleDir string) *report {
+	return &report{
+		date:      time.Now(),
+		machine:   machine(),
+		goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
+		command:   benchCommand(),
+		commit:    commit(moduleDir),
+		rounds:    opts.rounds,
+		warmup:    opts.warmup,
+	}
+}
+
+// buildInto builds every binary the run measures under work, and records in rep which baseline and
+// application were built and every binary's size. symbols asks for the builds callgrind attributes.
+func buildInto(rep *report, opts options, moduleDir, work string, symbols bool) (*binaries, error) {
+	progress("building the probe, floor and noop (and the baseline and peers, when asked)")
+	bins, err := buildBinaries(buildPlan{
+		moduleDir: moduleDir,
+		binDir:    filepath.Join(work, "bin"),
+		srcDir:    filepath.Join(work, "baseline-src"),
+		symbols:   symbols,
+		peers:     opts.peers,
+		baseline:  opts.baseline,
+		embedded:  opts.embedded,
+	})
+	if err != nil {
+		return bins, err
+	}
+	rep.baseline = bins.baselineName
+	rep.embedded = bins.app != ""
+	rep.sizes, err = binarySizes(bins)
+	return bins, err
 }
 
 // findTools looks up GNU time and, unless skipped, valgrind; a missing one is a note in the report and
