@@ -3,6 +3,8 @@ package serve
 import (
 	"context"
 	"net"
+
+	"github.com/health-check-proxy/health-check-proxy/internal/rawconn"
 )
 
 // Listen opens the TCP listener for address that a server of probes wants, where each connection
@@ -16,5 +18,9 @@ import (
 //     second or so all the same, and then meets the read-header timeout.
 func Listen(address string) (net.Listener, error) {
 	config := net.ListenConfig{KeepAlive: -1, Control: deferAccept}
-	return config.Listen(context.Background(), "tcp", address)
+	l, err := config.Listen(context.Background(), "tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	return rawconn.WrapListener(l), nil
 }
