@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -252,12 +251,10 @@ func stampOf(path string) fileStamp {
 	if path == "" {
 		return fileStamp{}
 	}
-	info, err := os.Stat(path)
+	stamp, err := statStamp(path)
 	if err != nil {
 		return fileStamp{err: err.Error()}
 	}
-	stamp := fileStamp{size: info.Size(), modified: info.ModTime()}
-	stamp.inode, stamp.device = fileIdentity(info)
 	return stamp
 }
 

@@ -4,6 +4,12 @@ package probe
 
 import "os"
 
-// fileIdentity is unknown here (os.FileInfo carries no file ID on Windows): size and modification time
-// alone say that a file changed.
-func fileIdentity(os.FileInfo) (inode, device uint64) { return 0, 0 }
+// statStamp is the file's stamp. os.FileInfo carries no file ID on Windows: size and modification
+// time alone say that a file changed.
+func statStamp(path string) (fileStamp, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: info.Size(), modified: info.ModTime()}, nil
+}

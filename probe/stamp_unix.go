@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package probe
 
@@ -7,11 +7,16 @@ import (
 	"syscall"
 )
 
-// fileIdentity is the file's inode and device: a rotated Secret's new file has another inode even
+// statStamp is the file's stamp. The inode and device make a rotated Secret's new file another even
 // when its size and modification time are the old one's.
-func fileIdentity(info os.FileInfo) (inode, device uint64) {
-	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
-		return uint64(sys.Ino), uint64(sys.Dev)
+func statStamp(path string) (fileStamp, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
 	}
-	return 0, 0
+	stamp := fileStamp{size: info.Size(), modified: info.ModTime()}
+	if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+		stamp.inode, stamp.device = uint64(sys.Ino), uint64(sys.Dev)
+	}
+	return stamp, nil
 }

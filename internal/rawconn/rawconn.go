@@ -10,9 +10,15 @@
 // RawConn.Read and RawConn.Write wait for readiness on the netpoller, deadlines included, exactly as
 // net.Conn does. See bench/README.md for the measurement.
 //
-// Linux only: the raw read(2) and write(2) of other systems differ. Elsewhere (raw_other.go) Wrap
-// returns conn as it is, and Quiet peeks through the syscall package on other Unix systems and takes
-// every connection as quiet on Windows, which has no such peek (peek_other.go).
+// The same holds for every other system call of a probe: the accept, the close, and the stat of the
+// TLS files at every check each woke sysmon, as long as one of them did (bench/README.md: with all
+// of them raw, serve's CPU per probe fell by a third, its context switches by half). WrapListener's
+// Listener accepts raw, and its FDConn stays out of the netpoller, closing raw, until it has to wait;
+// Stat is os.Stat's fstatat(2), raw.
+//
+// Linux only: the raw system calls of other systems differ. Elsewhere (raw_other.go, accept_other.go)
+// Wrap and WrapListener return what they get, and Quiet peeks through the syscall package on other
+// Unix systems and takes every connection as quiet on Windows, which has no such peek (peek_other.go).
 package rawconn
 
 import (
@@ -53,32 +59,50 @@ func Wrap(conn net.Conn) net.Conn {
 // Read reads what the socket holds, waiting on the netpoller until it holds something, the peer
 // closes (io.EOF) or the read deadline passes.
 func (c *Conn) Read(p []byte) (int, error) {
+	n, err := read(c.raw, p)
+	if err != nil && err != io.EOF {
+		return n, c.opError("read", err)
+	}
+	return n, err
+}
+
+// Write writes all of p, waiting on the netpoller while the socket's buffer is full, until the write
+// deadline passes.
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := write(c.raw, p)
+	if err != nil {
+		return n, c.opError("write", err)
+	}
+	return n, nil
+}
+
+// read is Conn.Read through raw: its error is io.EOF or the cause, for the caller's *net.OpError.
+func read(raw syscall.RawConn, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	var n int
 	var errno syscall.Errno
-	err := c.raw.Read(func(fd uintptr) bool {
+	err := raw.Read(func(fd uintptr) bool {
 		n, errno = rawRead(fd, p)
 		return errno != syscall.EAGAIN // false: wait until the socket is readable, then call again
 	})
 	switch {
 	case err != nil:
-		return 0, c.opError("read", err)
+		return 0, unwrapOpError(err)
 	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
+		return 0, os.NewSyscallError("read", errno)
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
 }
 
-// Write writes all of p, waiting on the netpoller while the socket's buffer is full, until the write
-// deadline passes.
-func (c *Conn) Write(p []byte) (int, error) {
+// write is Conn.Write through raw: its error is the cause, for the caller's *net.OpError.
+func write(raw syscall.RawConn, p []byte) (int, error) {
 	written := 0
 	var errno syscall.Errno
-	err := c.raw.Write(func(fd uintptr) bool {
+	err := raw.Write(func(fd uintptr) bool {
 		for written < len(p) {
 			n, e := rawWrite(fd, p[written:])
 			if e == syscall.EAGAIN {
@@ -94,9 +118,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	})
 	switch {
 	case err != nil:
-		return written, c.opError("write", err)
+		return written, unwrapOpError(err)
 	case errno != 0:
-		return written, c.opError("write", os.NewSyscallError("write", errno))
+		return written, os.NewSyscallError("write", errno)
 	}
 	return written, nil
 }
@@ -105,11 +129,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 // that passed is os.ErrDeadlineExceeded, a closed connection net.ErrClosed), not RawConn's
 // "raw-read" error.
 func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.socket.LocalAddr().Network(), Source: c.socket.LocalAddr(), Addr: c.socket.RemoteAddr(), Err: unwrapOpError(err)}
+}
+
+// unwrapOpError is the cause of a RawConn's error: the Err of its *net.OpError.
+func unwrapOpError(err error) error {
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
-		err = opErr.Err
+		return opErr.Err
 	}
-	return &net.OpError{Op: op, Net: c.socket.LocalAddr().Network(), Source: c.socket.LocalAddr(), Addr: c.socket.RemoteAddr(), Err: err}
+	return err
 }
 
 // Quiet reports whether conn is still open with nothing to read, without waiting: a peer that closed

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"net"
 	"syscall"
 	"testing"
 
@@ -15,7 +14,7 @@ func TestListenDefersAccept(t *testing.T) {
 	l, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
-	raw, err := l.(*net.TCPListener).SyscallConn()
+	raw, err := l.(syscall.Conn).SyscallConn()
 	require.NoError(t, err)
 	var deferred int
 	var optErr error

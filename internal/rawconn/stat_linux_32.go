@@ -1,0 +1,8 @@
+//go:build linux && (386 || arm || mips || mipsle)
+
+package rawconn
+
+import "syscall"
+
+// fstatatTrap is the system call the syscall package's Stat makes here, filling a syscall.Stat_t.
+const fstatatTrap = syscall.SYS_FSTATAT64
