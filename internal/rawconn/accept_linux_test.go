@@ -2,7 +2,6 @@ package rawconn
 
 import (
 	"bytes"
-	"crypto/rand"
 	"io"
 	"net"
 	"os"
@@ -101,17 +100,7 @@ func TestAcceptedWaits(t *testing.T) {
 	})
 	t.Run("write", func(t *testing.T) {
 		ours, peer := accepted(t, "")
-		want := make([]byte, 8<<20)
-		_, _ = rand.Read(want)
-		got := make(chan []byte, 1)
-		go func() {
-			time.Sleep(50 * time.Millisecond)
-			b, _ := io.ReadAll(peer)
-			got <- b
-		}()
-		n, err := ours.Write(want)
-		require.NoError(t, err)
-		assert.Equal(t, len(want), n)
+		want, got := writeToSlowReader(t, ours, peer)
 		assert.True(t, joined(ours))
 		ours.Close()
 		assert.True(t, bytes.Equal(want, <-got), "the peer read what was written, in order")

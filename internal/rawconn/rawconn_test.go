@@ -94,19 +94,28 @@ func TestReadWrite(t *testing.T) {
 // waits for room on the netpoller and goes on where it stopped.
 func TestWriteLarge(t *testing.T) {
 	ours, peer := pair(t, "tcp")
-	want := make([]byte, 8<<20)
+	want, got := writeToSlowReader(t, ours, peer)
+	ours.Close()
+	assert.True(t, bytes.Equal(want, <-got), "the peer read what was written, in order")
+}
+
+// writeToSlowReader writes 8 MiB, far more than a socket buffer holds, through ours while peer starts
+// reading only after 50 ms, and checks that the write took it all. It returns what was written and
+// what peer reads up to the end, which arrives once ours is closed.
+func writeToSlowReader(t *testing.T, ours, peer net.Conn) (want []byte, got <-chan []byte) {
+	t.Helper()
+	want = make([]byte, 8<<20)
 	_, _ = rand.Read(want)
-	got := make(chan []byte, 1)
+	read := make(chan []byte, 1)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		b, _ := io.ReadAll(peer)
-		got <- b
+		read <- b
 	}()
 	n, err := ours.Write(want)
 	require.NoError(t, err)
 	assert.Equal(t, len(want), n)
-	ours.Close()
-	assert.True(t, bytes.Equal(want, <-got), "the peer read what was written, in order")
+	return want, read
 }
 
 func TestDeadlines(t *testing.T) {
