@@ -38,7 +38,7 @@ func requireKubelet(t *testing.T) string {
 	cache, err := kubenode.CacheDir()
 	require.NoError(t, err)
 	if _, err := os.Stat(filepath.Join(cache, version, "kubelet")); err != nil && !strict {
-		skipOrFail(fmt.Sprintf("kubelet %s is not built: go run ./internal/kubenode/buildkubelet (~4 min), "+
+		skipOrFail(fmt.Sprintf("kubelet %s is not built: go run ./internal/kubenode/buildkubelet (~6 min on 2 cores), "+
 			"or REQUIRE_KUBELET=1 to build it here", version))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -46,7 +46,7 @@ func CacheDir() (string, error) {
 }
 
 // Build returns the path of the kubelet of release version, building it first when the cache
-// lacks it: from k8s.io/kubernetes@version through the Go module proxy, ~4 minutes on 2 cores
+// lacks it: from k8s.io/kubernetes@version through the Go module proxy, ~6 minutes on 2 cores
 // cold, under a minute with Go's build cache warm. Concurrent callers (.ci/run's early build and
 // the test) wait on one lock, so the kubelet is built once. Build output goes to log.
 func Build(ctx context.Context, version string, log io.Writer) (string, error) {
@@ -74,7 +74,7 @@ func Build(ctx context.Context, version string, log io.Writer) (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	fmt.Fprintf(log, "kubenode: building kubelet %s into %s (~4 min on 2 cores cold)\n", version, dir)
+	fmt.Fprintf(log, "kubenode: building kubelet %s into %s (~6 min on 2 cores cold)\n", version, dir)
 	if err := buildKubelet(ctx, version, m[1], m[2], dir, log); err != nil {
 		return "", fmt.Errorf("building kubelet %s: %w", version, err)
 	}
