@@ -56,6 +56,12 @@ func Prerequisites() error {
 		return fmt.Errorf("the kubelet needs to create cgroups, but %s is not writable (%v): "+
 			"in a container, cgroups are mounted read-only unless it is privileged", cg, err)
 	}
+	// The kubelet sets kernel flags at start (vm/overcommit_memory, kernel/panic, ...) and will not
+	// start without them; a container that is not privileged has /proc/sys read-only.
+	if err := syscall.Access("/proc/sys/vm/overcommit_memory", 2 /* W_OK */); err != nil {
+		return fmt.Errorf("the kubelet needs to set kernel flags, but /proc/sys is not writable (%v): "+
+			"in a container, it is read-only unless the container is privileged", err)
+	}
 	for _, p := range []string{"containerd", "ctr", "runc"} {
 		if _, err := exec.LookPath(p); err != nil {
 			return fmt.Errorf("%s is not installed: apt-get install containerd runc containernetworking-plugins", p)
