@@ -433,14 +433,23 @@ func (b *serveBench) measureCPU() ([]*serveMode, error) {
 			return b.get(b.sidecars[len(b.sidecars)-1].container, "/live")
 		}},
 	}
-	// The phases: each mode for servePhase; with a baseline, the two serves in alternating phases of
-	// half that, twice each, so that neither gets the quieter moments of the machine.
-	phases := []phase{{modes[0], servePhase}, {modes[1], servePhase}, {modes[2], servePhase}, {modes[3], servePhase}}
+	// The phases: (a) and (b) for servePhase each; then the sidecars — serve, serve at the baseline
+	// when there is one, bench/naive — each for half that, in order and then in reverse (ABBA, or
+	// ABCCBA), so that none of them gets the quieter moments of the machine, and a moment that slows
+	// one phase weighs on half of one sidecar's figure rather than on all of it.
+	sidecarModes := []*serveMode{modes[2]}
 	if b.baseline != "" {
 		before := &serveMode{name: "(c) at " + b.baseline + ", the same GET", check: func() error { return b.get(b.sidecars[1].container, "/live") }}
 		modes = append(modes, before)
-		phases = append(phases[:2], phase{modes[2], servePhase / 2}, phase{before, servePhase / 2},
-			phase{before, servePhase / 2}, phase{modes[2], servePhase / 2}, phase{modes[3], servePhase})
+		sidecarModes = append(sidecarModes, before)
+	}
+	sidecarModes = append(sidecarModes, modes[3])
+	phases := []phase{{modes[0], servePhase}, {modes[1], servePhase}}
+	for _, m := range sidecarModes {
+		phases = append(phases, phase{m, servePhase / 2})
+	}
+	for i := len(sidecarModes) - 1; i >= 0; i-- {
+		phases = append(phases, phase{sidecarModes[i], servePhase / 2})
 	}
 	for _, m := range modes { // one of each first: every mode works before anything is measured
 		if err := m.check(); err != nil {
@@ -614,7 +623,8 @@ func renderServeCPU(w io.Writer, modes []*serveMode, memory []sidecarMemory, idl
 	capacity := float64(runtime.NumCPU()) * userHZ
 	fmt.Fprintf(w, "%s\n\n", serveCPUHeading)
 	fmt.Fprintf(w, "`%s`, %s, %s, probe %s, load average %s.\n\n", benchCommand(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), revision, load)
-	fmt.Fprintf(w, "Each mode runs back to back for %s against the app container's mTLS endpoint (ECDSA P-256); (c) runs"+
+	fmt.Fprintf(w, "Each mode runs for %s against the app container's mTLS endpoint (ECDSA P-256), the sidecars in half"+
+		" phases, in order and then in reverse; (c) runs"+
 		" `health-check serve` in a second container in the app's network namespace, (d) bench/naive (net/http's server and"+
 		" client, connections kept alive) in a third, and their client, like the kubelet's, opens a new"+
 		" connection per probe. *Machine*: busy jiffies of all CPUs from /proc/stat, minus the idle machine's %.0f CPU-ms/s (of %.0f)"+
