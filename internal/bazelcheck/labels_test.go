@@ -253,6 +253,9 @@ func TestLabelsNameExistingTargets(t *testing.T) {
 
 func checkLabel(t *testing.T, mods map[string]*bazelModule, m *bazelModule, pkg, file, s string) {
 	t.Helper()
+	if s == "//conditions:default" {
+		return // select's key for "no other condition matched": Bazel's, not a target
+	}
 	l, err := parseLabel(s, pkg)
 	if !assert.NoError(t, err, file) {
 		return

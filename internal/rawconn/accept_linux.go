@@ -84,9 +84,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 		case errno != 0:
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", errno)}
 		}
-		one := int32(1)
-		_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
-			uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
 		return &FDConn{fd: fd}, nil
 	}
 }
@@ -114,6 +111,11 @@ type FDConn struct {
 	file                        *os.File        // set when the connection joined the netpoller
 	raw                         syscall.RawConn // the file's
 	readDeadline, writeDeadline time.Time       // until it joins; then the file's
+	// wrote: a write began. noDelay: TCP_NODELAY is set, as the net package sets it on every
+	// connection, but only before a write that Nagle's algorithm could hold back — one made while data
+	// written earlier may be unacknowledged: not the first, which a kubelet's probe (one answer, then
+	// the close) only makes. A system call less per probe.
+	wrote, noDelay bool
 }
 
 // Read reads what the socket holds; when it holds nothing yet, the connection joins the netpoller
@@ -161,6 +163,10 @@ func (c *FDConn) Read(p []byte) (int, error) {
 // waits there for the rest, as Conn.Write does.
 func (c *FDConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	if c.wrote {
+		c.setNoDelay()
+	}
+	c.wrote = true
 	written := 0
 	if c.file == nil {
 		switch {
@@ -186,6 +192,7 @@ func (c *FDConn) Write(p []byte) (int, error) {
 			c.mu.Unlock()
 			return written, nil
 		}
+		c.setNoDelay() // the rest follows data not yet acknowledged
 		if err := c.joinNetpoller(); err != nil {
 			c.mu.Unlock()
 			return written, c.opError("write", err)
@@ -198,6 +205,65 @@ func (c *FDConn) Write(p []byte) (int, error) {
 		return written + n, c.waitError("write", err)
 	}
 	return written + n, nil
+}
+
+// WriteLast writes p as the last data of the connection and shuts down its writing side, so that p
+// and the FIN leave in one segment: written with MSG_MORE, p waits in the socket for the shutdown,
+// which sends both. Written as Write then CloseWrite, they are two segments, each a transmit through
+// the network stack of serve's own and, on loopback or a veth, of the receiver's. A kubelet's probe
+// gets its answer and the end of the connection at once.
+func (c *FDConn) WriteLast(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.file != nil || c.closed || c.wrote || passed(c.writeDeadline) || len(p) == 0 {
+		c.mu.Unlock()
+		n, err := c.Write(p)
+		if err != nil {
+			return n, err
+		}
+		return n, c.CloseWrite()
+	}
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		syscall.MSG_MORE|syscall.MSG_NOSIGNAL, 0, 0)
+	c.wrote = true
+	if errno == 0 && int(n) == len(p) {
+		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, uintptr(c.fd), syscall.SHUT_WR, 0)
+		c.mu.Unlock()
+		if errno != 0 {
+			return len(p), c.opError("shutdown", os.NewSyscallError("shutdown", errno))
+		}
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	written := 0
+	if errno == 0 {
+		written = int(n)
+	} else if errno != syscall.EAGAIN && errno != syscall.EINTR {
+		return 0, c.opError("write", os.NewSyscallError("sendto", errno))
+	}
+	m, err := c.Write(p[written:])
+	if err != nil {
+		return written + m, err
+	}
+	return written + m, c.CloseWrite()
+}
+
+// setNoDelay sets TCP_NODELAY once, under c.mu, on an open connection. A failure is ignored, as the
+// net package ignores it: the connection works without.
+func (c *FDConn) setNoDelay() {
+	if c.noDelay || c.closed {
+		return
+	}
+	c.noDelay = true
+	set := func(fd uintptr) {
+		one := int32(1)
+		_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+			uintptr(unsafe.Pointer(&one)), unsafe.Sizeof(one), 0)
+	}
+	if c.file != nil {
+		_ = c.raw.Control(set)
+		return
+	}
+	set(uintptr(c.fd))
 }
 
 // joinNetpoller makes the descriptor a file of the netpoller's, with the deadlines set so far. Under

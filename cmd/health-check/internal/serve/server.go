@@ -424,7 +424,12 @@ func (s *Server) serveConn(c *conn) {
 		resp.close = s.answered(c) || resp.close || !req.keepAlive
 		buf = appendResponse(buf[:0], resp, req.method == "HEAD", time.Now())
 		c.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		if _, err := c.nc.Write(buf); err != nil || resp.close {
+		if resp.close {
+			writeLast(c.nc, buf)
+			s.close(c)
+			return
+		}
+		if _, err := c.nc.Write(buf); err != nil {
 			s.close(c)
 			return
 		}
@@ -441,8 +446,20 @@ func (s *Server) refuse(c *conn, err error, buf []byte) {
 	}
 	resp := &response{status: refused.status, body: refused.reason + "\n", close: true}
 	c.nc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-	c.nc.Write(appendResponse(buf[:0], resp, false, time.Now()))
+	writeLast(c.nc, appendResponse(buf[:0], resp, false, time.Now()))
 	s.lingeringClose(c)
+}
+
+// writeLast writes the last answer of a connection and, where the connection can
+// (rawconn.FDConn.WriteLast), its end with it: the answer and the FIN in one segment, a packet less
+// for the kernel to send through both ends' network stacks at every probe of a kubelet, whose
+// every connection carries one request.
+func writeLast(nc net.Conn, answer []byte) {
+	if last, ok := nc.(interface{ WriteLast([]byte) (int, error) }); ok {
+		last.WriteLast(answer)
+		return
+	}
+	nc.Write(answer)
 }
 
 // close ends a connection after an answer. When the client sent more than the server read (a
