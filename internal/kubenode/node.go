@@ -40,8 +40,31 @@ type Node struct {
 	client              *http.Client
 }
 
-// Prerequisites says why this machine cannot run a node, or returns nil.
+// Prerequisites says why this machine cannot run a node, or returns nil: MachineCanRun, the
+// packages a node needs, and no other kubelet running.
 func Prerequisites() error {
+	if err := MachineCanRun(); err != nil {
+		return err
+	}
+	for _, p := range []string{"containerd", "ctr", "runc"} {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("%s is not installed: apt-get install containerd runc containernetworking-plugins", p)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
+		return errors.New("/usr/lib/cni/loopback is missing: apt-get install containernetworking-plugins")
+	}
+	for _, c := range kubepodsCgroups() {
+		return fmt.Errorf("another kubelet runs on this machine (%s exists); stop it first", c)
+	}
+	return nil
+}
+
+// MachineCanRun says why this machine cannot run a node whatever is installed on it — not root, no
+// CAP_SYS_ADMIN, cgroups or /proc/sys read-only, as in a container that is not privileged — or
+// returns nil. CI asks it (`buildkubelet -check`) before it installs containerd and requires the
+// kubelet e2e.
+func MachineCanRun() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the kubelet and containerd need root (this runs as uid %d)", os.Geteuid())
 	}
@@ -61,17 +84,6 @@ func Prerequisites() error {
 	if err := syscall.Access("/proc/sys/vm/overcommit_memory", 2 /* W_OK */); err != nil {
 		return fmt.Errorf("the kubelet needs to set kernel flags, but /proc/sys is not writable (%v): "+
 			"in a container, it is read-only unless the container is privileged", err)
-	}
-	for _, p := range []string{"containerd", "ctr", "runc"} {
-		if _, err := exec.LookPath(p); err != nil {
-			return fmt.Errorf("%s is not installed: apt-get install containerd runc containernetworking-plugins", p)
-		}
-	}
-	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
-		return errors.New("/usr/lib/cni/loopback is missing: apt-get install containernetworking-plugins")
-	}
-	for _, c := range kubepodsCgroups() {
-		return fmt.Errorf("another kubelet runs on this machine (%s exists); stop it first", c)
 	}
 	return nil
 }
