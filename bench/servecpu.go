@@ -289,15 +289,28 @@ func startServeBench(moduleDir, baseline string) (*serveBench, error) {
 	return b, b.startContainers(certs)
 }
 
+// tlsFileNames are the client's TLS files in the containers, relative to their working directory
+// /certs, the files' bind mount, rather than /certs/ca.crt and so on. On the machines this runs on,
+// Docker's storage driver is fuse-overlayfs (as rootless Docker's and Podman's often are): the
+// containers' root is a FUSE filesystem, and a path walk from / by a user other than its owner
+// asks the FUSE daemon for the root directory's ACL at every lookup (perf: fuse_permission →
+// __get_acl → fuse_getxattr → request_wait_answer). Three stats as user 65532 cost 90–100 µs of CPU
+// that way, 5 µs from the working directory, and 6 µs from a kernel overlayfs root such as
+// containerd's snapshotter gives a node's pods (bench/README.md). serve looks at its TLS files at
+// every check, so absolute names charged it a FUSE round trip per file and probe that no node with
+// the kernel's overlayfs makes.
+var tlsFileNames = []string{"ca.crt", "client.crt", "client.key"}
+
 // startContainers starts the app and the sidecars, and waits until each sidecar answers 200.
 func (b *serveBench) startContainers(certs string) error {
-	common := []string{"--label", benchLabel + "=" + b.runID, "--user", "65532", "--read-only", "--cap-drop", "ALL", "-v", certs + ":/certs:ro"}
+	common := []string{"--label", benchLabel + "=" + b.runID, "--user", "65532", "--read-only", "--cap-drop", "ALL",
+		"-v", certs + ":/certs:ro", "-w", "/certs"}
 	if err := docker(append(append([]string{"run", "-d", "--name", b.app}, common...), b.image)...); err != nil {
 		return err
 	}
 	// Two checks of the same endpoint: two kept-alive mTLS connections, as for a pod's live and ready.
 	checks := []string{"live=https://localhost:8443/healthz", "ready=https://localhost:8443/healthz"}
-	tlsFiles := []string{"/certs/ca.crt", "/certs/client.crt", "/certs/client.key"}
+	tlsFiles := tlsFileNames
 	start := func(role, label string, group int, port, entrypoint string, args ...string) error {
 		name := "health-check-bench-" + role + "-" + b.runID
 		b.sidecars = append(b.sidecars, sidecar{name, group, label})
@@ -418,10 +431,10 @@ func smapsRollup(pid int) (map[string]int, error) {
 
 // measureCPU runs the modes' phases between two idle phases.
 func (b *serveBench) measureCPU() ([]*serveMode, error) {
-	tlsArgs := []string{"-cacert", "/certs/ca.crt", "-cert", "/certs/client.crt", "-key", "/certs/client.key"}
+	tlsArgs := []string{"-cacert", tlsFileNames[0], "-cert", tlsFileNames[1], "-key", tlsFileNames[2]}
 	modes := []*serveMode{
 		{name: "(a) `docker exec APP /health-check ...`", check: func() error {
-			return runCheck(exec.Command("docker", append(append([]string{"exec", b.app, "/health-check"}, tlsArgs...),
+			return runCheck(exec.Command("docker", append(append([]string{"exec", "-w", "/certs", b.app, "/health-check"}, tlsArgs...),
 				"https://localhost:8443/healthz")...))
 		}},
 		{name: "(b) the probe process alone, on the host", check: func() error {

@@ -154,7 +154,7 @@ func TestServeProcessFlood(t *testing.T) {
 					t.Skipf("no %s (util-linux) to lower the open-file limit", tc.wrapper[0])
 				}
 			}
-			cmd, addr, stderr, wait := startServeCommand(t, tc.wrapper, "-cacert", pki.CAFile, "-cert", pki.ClientCert,
+			cmd, addr, stderr, wait := startServeCommand(t, "", tc.wrapper, "-cacert", pki.CAFile, "-cert", pki.ClientCert,
 				"-key", pki.ClientKey, "-check", "live=https://localhost:"+portOf(t, app.URL)+"/livez")
 			ctx, cancel := context.WithCancel(context.Background())
 			cutOff, done := flood(ctx, t, addr, tc.clients)

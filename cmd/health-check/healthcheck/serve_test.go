@@ -11,8 +11,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -186,15 +188,16 @@ var listening = regexp.MustCompile(`listening on (\S+) for `)
 // the end, since exec.Cmd.Wait closes the pipe and would lose what the copy had not read yet.
 func startServeProcess(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
 	t.Helper()
-	return startServeCommand(t, nil, args...)
+	return startServeCommand(t, "", nil, args...)
 }
 
-// startServeCommand is startServeProcess with the binary run by wrapper, a command that executes
-// it in its place (prlimit ... --), when not nil.
-func startServeCommand(t *testing.T, wrapper []string, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
+// startServeCommand is startServeProcess run in the working directory dir ("": the test's), with
+// the binary run by wrapper, a command that executes it in its place (prlimit ... --), when not nil.
+func startServeCommand(t *testing.T, dir string, wrapper []string, args ...string) (cmd *exec.Cmd, addr string, output *testutil.SyncBuffer, wait func() error) {
 	t.Helper()
 	argv := append(append(append([]string{}, wrapper...), probeBinary(t), "serve", "-listen", "127.0.0.1:0"), args...)
 	cmd = exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
 	cmd.Env = []string{}
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -308,6 +311,68 @@ func portOf(t *testing.T, rawURL string) string {
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(rawURL, "https://"))
 	require.NoError(t, err)
 	return port
+}
+
+// TestServeProcessRelativeTLSFiles: the TLS files named relative to serve's working directory, laid
+// out as the kubelet writes a Secret volume (tls.crt -> ..data/tls.crt, ..data -> ..v1): a probe
+// presents the client certificate found there, and after the kubelet's update (a new directory,
+// ..data swapped by a rename) the next probe presents the new one. docs/serve.md advises relative
+// names where the container's root is a FUSE filesystem.
+func TestServeProcessRelativeTLSFiles(t *testing.T) {
+	pki := testutil.TestPKI(t, testutil.ECDSAP256)
+	volume := t.TempDir()
+	update := func(version string, client *testutil.Leaf) {
+		dir := filepath.Join(volume, version)
+		require.NoError(t, os.Mkdir(dir, 0o755))
+		_, err := pki.CA.WriteFile(dir, "ca")
+		require.NoError(t, err)
+		_, _, err = client.WriteFiles(dir, "tls")
+		require.NoError(t, err)
+		next := filepath.Join(volume, "..data_tmp")
+		require.NoError(t, os.Symlink(version, next))
+		require.NoError(t, os.Rename(next, filepath.Join(volume, "..data")))
+	}
+	update("..v1", pki.Client)
+	for _, name := range []string{"ca.crt", "tls.crt", "tls.key"} {
+		require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(volume, name)))
+	}
+	var mu sync.Mutex
+	var clients []string
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		clients = append(clients, r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	app.TLS = pki.MTLSConfig(pki.Server)
+	app.StartTLS()
+	t.Cleanup(app.Close)
+	lastClient := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		require.NotEmpty(t, clients)
+		return clients[len(clients)-1]
+	}
+
+	_, addr, stderr, _ := startServeCommand(t, volume, nil, "-cacert", "ca.crt", "-cert", "tls.crt", "-key", "tls.key",
+		"-check", "live="+app.URL+"/healthz")
+	kubelet := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	probe := func() {
+		t.Helper()
+		resp, err := kubelet.Get("http://" + addr + "/live")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode, "%s%s", body, stderr.String())
+		assert.NotContains(t, string(body), "keeping")
+	}
+	probe()
+	assert.Equal(t, "health-check test client", lastClient())
+
+	rotated, err := pki.CA.Client("rotated client")
+	require.NoError(t, err)
+	update("..v2", rotated)
+	probe()
+	assert.Equal(t, "rotated client", lastClient(), "the next probe presents the updated certificate")
 }
 
 // TestServeProcessWorkloadAPI: with -workload-api, the binary keeps one FetchX509SVID stream open for
