@@ -18,7 +18,8 @@ import (
 // deep sleep (see the package comment), twice per probe; and registering the socket with the
 // netpoller and removing it again costs two more calls. A kubelet's probe needs none of it: with
 // TCP_DEFER_ACCEPT its request is in the socket when it is accepted, and the answer fits the
-// socket's buffer, so accept, read, write and close are four raw system calls. The first time a
+// socket's buffer, so accept, read, write (with MSG_MORE, and the shutdown that sends the answer and
+// the FIN in one segment: WriteLast) and close are five raw system calls. The first time a
 // connection would wait — a request that has not arrived whole, a next request on a kept-alive
 // connection, a client that does not take its answer, a lingering close — it joins the netpoller
 // (os.NewFile) and waits there with its deadlines, as any net.Conn does.
@@ -62,8 +63,9 @@ func (l *Listener) Close() error {
 	return l.TCPListener.Close()
 }
 
-// Accept waits on the netpoller for a connection and accepts it with accept4(2), non-blocking, with
-// TCP_NODELAY set as the net package sets it.
+// Accept waits on the netpoller for a connection and accepts it with accept4(2), non-blocking.
+// TCP_NODELAY, which the net package sets here, is set before the connection's second write
+// (FDConn.Write).
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		var fd int
@@ -111,10 +113,10 @@ type FDConn struct {
 	file                        *os.File        // set when the connection joined the netpoller
 	raw                         syscall.RawConn // the file's
 	readDeadline, writeDeadline time.Time       // until it joins; then the file's
-	// wrote: a write began. noDelay: TCP_NODELAY is set, as the net package sets it on every
-	// connection, but only before a write that Nagle's algorithm could hold back — one made while data
-	// written earlier may be unacknowledged: not the first, which a kubelet's probe (one answer, then
-	// the close) only makes. A system call less per probe.
+	// wrote: a write began. noDelay: TCP_NODELAY is set. The net package sets it on every
+	// connection; here it is set only before a write that Nagle's algorithm could hold back, one made
+	// while data written earlier may be unacknowledged. The first write is never such a write, and a
+	// kubelet's probe (one answer, then the close) makes no other: a system call less per probe.
 	wrote, noDelay bool
 }
 
