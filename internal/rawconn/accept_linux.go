@@ -163,7 +163,11 @@ func (c *FDConn) Read(p []byte) (int, error) {
 
 // Write writes all of p; when the socket's buffer is full, the connection joins the netpoller and
 // waits there for the rest, as Conn.Write does.
-func (c *FDConn) Write(p []byte) (int, error) {
+func (c *FDConn) Write(p []byte) (int, error) { return c.write(p, 0) }
+
+// write is Write with the send(2) flags of its raw system calls (those of the netpoller's wait
+// have none: a write that waited is not held back).
+func (c *FDConn) write(p []byte, flags int) (int, error) {
 	c.mu.Lock()
 	if c.wrote {
 		c.setNoDelay()
@@ -180,7 +184,7 @@ func (c *FDConn) Write(p []byte) (int, error) {
 			return 0, c.opError("write", os.ErrDeadlineExceeded)
 		}
 		for written < len(p) {
-			n, errno := rawWrite(uintptr(c.fd), p[written:])
+			n, errno := rawSend(uintptr(c.fd), p[written:], flags)
 			if errno == syscall.EAGAIN {
 				break
 			}
@@ -215,38 +219,11 @@ func (c *FDConn) Write(p []byte) (int, error) {
 // the network stack of serve's own and, on loopback or a veth, of the receiver's. A kubelet's probe
 // gets its answer and the end of the connection at once.
 func (c *FDConn) WriteLast(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.file != nil || c.closed || c.wrote || passed(c.writeDeadline) || len(p) == 0 {
-		c.mu.Unlock()
-		n, err := c.Write(p)
-		if err != nil {
-			return n, err
-		}
-		return n, c.CloseWrite()
-	}
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		syscall.MSG_MORE|syscall.MSG_NOSIGNAL, 0, 0)
-	c.wrote = true
-	if errno == 0 && int(n) == len(p) {
-		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, uintptr(c.fd), syscall.SHUT_WR, 0)
-		c.mu.Unlock()
-		if errno != 0 {
-			return len(p), c.opError("shutdown", os.NewSyscallError("shutdown", errno))
-		}
-		return len(p), nil
-	}
-	c.mu.Unlock()
-	written := 0
-	if errno == 0 {
-		written = int(n)
-	} else if errno != syscall.EAGAIN && errno != syscall.EINTR {
-		return 0, c.opError("write", os.NewSyscallError("sendto", errno))
-	}
-	m, err := c.Write(p[written:])
+	n, err := c.write(p, syscall.MSG_MORE)
 	if err != nil {
-		return written + m, err
+		return n, err
 	}
-	return written + m, c.CloseWrite()
+	return n, c.CloseWrite()
 }
 
 // setNoDelay sets TCP_NODELAY once, under c.mu, on an open connection. A failure is ignored, as the

@@ -38,3 +38,16 @@ func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 		}
 	}
 }
+
+// rawSend is rawWrite with send(2)'s flags (MSG_MORE: hold p back for what follows).
+func rawSend(fd uintptr, p []byte, flags int) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(flags), 0, 0)
+		if errno != syscall.EINTR {
+			return int(n), errno
+		}
+	}
+}
